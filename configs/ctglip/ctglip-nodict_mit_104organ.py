@@ -1,0 +1,8 @@
+# CT-GLIP without the abnormality dictionary: anatomy + diagnosis contrastive learning.
+_base_ = './ctglip_mit_104organ.py'
+model = dict(losses=[
+    dict(type='AnatomyContrastiveLoss',
+         templates=['This is the {organ}.', 'A CT image of the {organ}.',
+                    'The {organ} on computed tomography.']),
+    dict(type='DiagnosisContrastiveLoss', dictionary=None, balance=True),
+])

@@ -1,0 +1,164 @@
+"""The organ vocabulary: TotalSegmentator class schemes, readable names, organ groups and the
+default abnormality vocabulary.
+
+Everything that maps between label indices, organ names and text lives here so that the
+dataset, the phantom generator, the report structurer, the model and the metrics agree.
+"""
+import json
+import os.path as osp
+from functools import lru_cache
+
+from ctglip.utils.errors import ConfigError
+
+CLASS_MAP_FILE = osp.join(osp.dirname(__file__), 'class_maps', 'totalsegmentator.json')
+BUILTIN_SCHEMES = ('totalseg_v1', 'totalseg_v2')
+
+# v2 classes with no v1 counterpart of the same name that still belong to a v1 organ.
+# Everything else that v2 adds (heart as one structure, pulmonary_vein, skull, sternum, ...)
+# has no v1 class and is mapped to background: v2 ``heart`` is not split into v1's five
+# chambers, v2 ``pulmonary_vein`` is not v1 ``pulmonary_artery``, and v1 ``face`` never
+# occurs in v2 label maps.
+V2_TO_V1_EXCEPTIONS = {
+    'kidney_cyst_left': 'kidney_left',
+    'kidney_cyst_right': 'kidney_right',
+    'vertebrae_S1': 'sacrum',
+}
+
+# Organ groups of the default abnormality vocabulary (fixed names, see DESIGN.md).
+ORGAN_GROUPS = {
+    'liver': ('liver',),
+    'gallbladder': ('gallbladder',),
+    'spleen': ('spleen',),
+    'pancreas': ('pancreas',),
+    'kidney': ('kidney_left', 'kidney_right'),
+    'lung': ('lung_upper_lobe_left', 'lung_lower_lobe_left', 'lung_upper_lobe_right',
+             'lung_middle_lobe_right', 'lung_lower_lobe_right'),
+    'adrenal_gland': ('adrenal_gland_left', 'adrenal_gland_right'),
+}
+
+ABNORMALITIES = {
+    'liver': ('liver cyst', 'liver mass', 'hepatic steatosis', 'liver calcification'),
+    'gallbladder': ('gallstone', 'gallbladder wall thickening'),
+    'spleen': ('splenomegaly', 'splenic cyst'),
+    'pancreas': ('pancreatic mass', 'pancreatic duct dilation'),
+    'kidney': ('kidney cyst', 'kidney stone', 'hydronephrosis'),
+    'lung': ('lung nodule', 'emphysema'),
+    'adrenal_gland': ('adrenal nodule',),
+}
+
+_READABLE_WORDS = {
+    'vertebrae': 'vertebra', 'clavicula': 'clavicle', 'vena': 'vein', 'hip': 'hip bone',
+    'autochthon': 'autochthonous back muscle',
+}
+
+
+@lru_cache(maxsize=None)
+def _class_maps():
+    with open(CLASS_MAP_FILE) as f:
+        return json.load(f)
+
+
+def scheme_classes(scheme):
+    """Return ``{label index: organ name}`` for a scheme name or a JSON class-map path."""
+    if scheme in BUILTIN_SCHEMES:
+        return {int(k): v for k, v in _class_maps()[scheme].items()}
+    if isinstance(scheme, str) and scheme.endswith('.json'):
+        if not osp.isfile(scheme):
+            raise ConfigError(f'label_scheme file {scheme!r} does not exist; give a JSON class '
+                              'map {"1": "spleen", ...} or one of ' + ', '.join(BUILTIN_SCHEMES))
+        try:
+            with open(scheme) as f:
+                raw = json.load(f)
+            return {int(k): str(v) for k, v in raw.items() if not k.startswith('_')}
+        except (ValueError, AttributeError) as e:
+            raise ConfigError(f'label_scheme file {scheme!r} is not a JSON object of '
+                              f'{{"index": "organ_name"}}: {e}') from None
+    raise ConfigError(f'unknown label_scheme {scheme!r}; use one of {", ".join(BUILTIN_SCHEMES)} '
+                      'or the path of a JSON class map {"1": "spleen", ...}')
+
+
+def organ_vocabulary(vocab='totalseg_v1'):
+    """The model's organ vocabulary: a tuple of organ names; label ``i + 1`` is ``vocab[i]``.
+
+    Args:
+        vocab: a scheme name (``totalseg_v1`` gives the paper's 104 organs), a JSON class map
+            path, or an explicit sequence of organ names.
+    """
+    if isinstance(vocab, (list, tuple)):
+        return tuple(vocab)
+    classes = scheme_classes(vocab)
+    return tuple(classes[i] for i in sorted(classes))
+
+
+def scheme_to_vocab_lut(scheme, vocab):
+    """Lookup table that maps a scheme's label indices to 1-based vocabulary indices.
+
+    Returns:
+        tuple: (lut, known) where ``lut[label]`` is the vocabulary index (0 = background or an
+        organ outside the vocabulary) and ``known`` is the set of labels the scheme defines.
+    """
+    import numpy as np
+    classes = scheme_classes(scheme)
+    vocab = organ_vocabulary(vocab)
+    index = {name: i + 1 for i, name in enumerate(vocab)}
+    lut = np.zeros(max(classes) + 1, dtype=np.int64)
+    for label, name in classes.items():
+        name = V2_TO_V1_EXCEPTIONS.get(name, name) if name not in index else name
+        lut[label] = index.get(name, 0)
+    return lut, set(classes) | {0}
+
+
+def readable_name(organ):
+    """``kidney_left`` -> ``left kidney``; ``lung_upper_lobe_right`` -> ``upper lobe of the right lung``."""
+    parts = organ.split('_')
+    side = None
+    if parts[-1] in ('left', 'right'):
+        side = parts.pop()
+    elif len(parts) > 2 and parts[1] in ('left', 'right'):  # rib_left_1
+        side = parts.pop(1)
+    if parts[0] == 'lung' and 'lobe' in parts:
+        return f'{" ".join(parts[1:])} of the {side} lung'
+    if parts[0] == 'rib':
+        n = int(parts[1])
+        suffix = {1: 'st', 2: 'nd', 3: 'rd'}.get(n if n < 20 else n % 10, 'th')
+        return f'{side} {n}{suffix} rib'
+    if parts[0] == 'vertebrae':
+        return f'{parts[1]} vertebra'
+    words = [p if (p == 'vena' and 'cava' in parts) else _READABLE_WORDS.get(p, p)
+             for p in parts]
+    text = ' '.join(words)
+    return f'{side} {text}' if side else text
+
+
+def swap_side(organ):
+    """The mirror organ of a left/right one (``kidney_left`` <-> ``kidney_right``), else itself."""
+    for a, b in (('_left', '_right'), ('_right', '_left')):
+        if organ.endswith(a):
+            return organ[:-len(a)] + b
+        if f'{a}_' in organ:  # rib_left_3
+            return organ.replace(f'{a}_', f'{b}_')
+    return organ
+
+
+def flip_lut(vocab='totalseg_v1'):
+    """Vocabulary index permutation that swaps left and right organs (index 0 stays 0)."""
+    import numpy as np
+    vocab = organ_vocabulary(vocab)
+    index = {name: i + 1 for i, name in enumerate(vocab)}
+    lut = np.arange(len(vocab) + 1)
+    for name, i in index.items():
+        lut[i] = index.get(swap_side(name), i)
+    return lut
+
+
+def organ_group(organ):
+    """The abnormality-vocabulary group of an organ (``kidney_left`` -> ``kidney``), or None."""
+    for group, organs in ORGAN_GROUPS.items():
+        if organ in organs:
+            return group
+    return None
+
+
+def all_abnormalities():
+    """Every abnormality name of the default vocabulary, in a fixed order."""
+    return tuple(a for names in ABNORMALITIES.values() for a in names)

@@ -1,0 +1,22 @@
+"""Transforms of ctglip's data pipelines.
+
+ctglip's own transforms (loading, organ-aware crop, label-swapping flip, packing) plus the
+MONAI dictionary transforms that pipelines use, registered under their MONAI names
+(``Orientationd``, ``Spacingd``, ``ScaleIntensityRanged``, ``CropForegroundd``, ...).
+"""
+import monai.transforms as _mt
+
+from ctglip.registry import TRANSFORMS
+
+from .loading import LoadCTStudy, read_organ_mask, read_volume
+from .processing import CenterPadCrop, PackCTInputs, RandFlipLR, RandOrganCrop
+
+MONAI_TRANSFORMS = ('Orientationd', 'Spacingd', 'ScaleIntensityRanged', 'CropForegroundd',
+                    'SpatialPadd', 'DivisiblePadd', 'ResizeWithPadOrCropd', 'RandSpatialCropd',
+                    'RandScaleIntensityd', 'RandShiftIntensityd', 'RandGaussianNoised',
+                    'RandAffined', 'EnsureTyped')
+for _name in MONAI_TRANSFORMS:
+    TRANSFORMS.register_module(name=_name, module=getattr(_mt, _name), force=True)
+
+__all__ = ['LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop', 'CenterPadCrop',
+           'RandFlipLR', 'PackCTInputs', 'MONAI_TRANSFORMS']

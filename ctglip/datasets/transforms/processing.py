@@ -1,0 +1,151 @@
+"""ctglip's own spatial transforms: organ-aware random crop, left/right flip that swaps organ
+labels and report laterality, and packing into model inputs. Everything else in a pipeline is
+a MONAI dictionary transform (see ``ctglip.datasets.transforms.__init__``).
+
+Random choices use numpy's global generator, which mmengine seeds per data-loader worker.
+"""
+import re
+
+import numpy as np
+import torch
+
+from ctglip.datasets.organs import flip_lut, organ_vocabulary, swap_side
+from ctglip.registry import TRANSFORMS
+from ctglip.structures import CTDataSample
+
+SPATIAL_KEYS = ('image', 'organ_label', 'tumor_mask')
+
+
+def _plain(t):
+    """A MONAI MetaTensor as a plain tensor (drops the metadata, keeps the data)."""
+    return t.as_tensor() if hasattr(t, 'as_tensor') else torch.as_tensor(t)
+
+
+@TRANSFORMS.register_module()
+class RandOrganCrop:
+    """Random crop of a fixed size that keeps organs in view; pads volumes that are smaller.
+
+    With probability ``organ_prob`` the crop is centred on a random organ voxel (so the crop
+    never shows only air), otherwise anywhere. Applied to image, organ label and tumor mask.
+
+    Args:
+        spatial_size: crop size in voxels (X, Y, Z) after resampling.
+        organ_prob: probability of centring on an organ voxel.
+    """
+
+    def __init__(self, spatial_size, organ_prob=1.0):
+        self.spatial_size = tuple(int(s) for s in spatial_size)
+        self.organ_prob = organ_prob
+
+    def __call__(self, results):
+        label = _plain(results['organ_label'])[0]
+        shape = np.array(label.shape)
+        size = np.array(self.spatial_size)
+        if np.random.rand() < self.organ_prob and bool((label > 0).any()):
+            fg = torch.nonzero(label > 0)
+            center = fg[np.random.randint(len(fg))].numpy()
+        else:
+            center = np.array([np.random.randint(s) for s in shape])
+        start = np.clip(center - size // 2, 0, np.maximum(shape - size, 0))
+        for key in SPATIAL_KEYS:
+            if key in results:
+                results[key] = crop_or_pad(_plain(results[key]), start, size)
+        return results
+
+    def __repr__(self):
+        return f'{type(self).__name__}(spatial_size={self.spatial_size})'
+
+
+def crop_or_pad(volume, start, size):
+    """Crop ``C x X x Y x Z`` at ``start`` to ``size``, zero-padding where the volume ends."""
+    slices = tuple(slice(int(s), int(s) + int(n)) for s, n in zip(start, size))
+    cropped = volume[(slice(None),) + slices]
+    pad = [int(n) - c for n, c in zip(size, cropped.shape[1:])]
+    if any(pad):
+        cropped = torch.nn.functional.pad(cropped, [p for d in reversed(pad) for p in (0, d)])
+    return cropped
+
+
+@TRANSFORMS.register_module()
+class CenterPadCrop:
+    """Deterministic version of RandOrganCrop for validation and test: crop or pad around the
+    centre of the organs' bounding box to a fixed size."""
+
+    def __init__(self, spatial_size):
+        self.spatial_size = tuple(int(s) for s in spatial_size)
+
+    def __call__(self, results):
+        label = _plain(results['organ_label'])[0]
+        size = np.array(self.spatial_size)
+        shape = np.array(label.shape)
+        fg = torch.nonzero(label > 0)
+        center = ((fg.min(0).values + fg.max(0).values) // 2).numpy() if len(fg) else shape // 2
+        start = np.clip(center - size // 2, 0, np.maximum(shape - size, 0))
+        for key in SPATIAL_KEYS:
+            if key in results:
+                results[key] = crop_or_pad(_plain(results[key]), start, size)
+        return results
+
+
+_SIDE = re.compile(r'\b(left|right|Left|Right|LEFT|RIGHT)\b')
+_SWAP = {'left': 'right', 'right': 'left', 'Left': 'Right', 'Right': 'Left',
+         'LEFT': 'RIGHT', 'RIGHT': 'LEFT'}
+
+
+def swap_laterality_words(text):
+    """'left kidney' -> 'right kidney' (and back) in report text."""
+    return _SIDE.sub(lambda m: _SWAP[m.group(0)], text)
+
+
+@TRANSFORMS.register_module()
+class RandFlipLR:
+    """Mirror the patient left/right (the RAS x axis) and keep every label consistent.
+
+    A flipped ``kidney_left`` becomes ``kidney_right``: the organ label map is permuted with
+    ``flip_lut``, the keys of ``findings`` and ``abnormalities`` are swapped, and 'left'/'right'
+    in the findings and report are exchanged, so texts still describe the organ they pair with.
+
+    Args:
+        prob: probability of flipping.
+        organ_vocab: the model's organ vocabulary.
+    """
+
+    def __init__(self, prob=0.5, organ_vocab='totalseg_v1'):
+        self.prob = prob
+        self.lut = torch.as_tensor(flip_lut(organ_vocabulary(organ_vocab)))
+
+    def __call__(self, results):
+        if np.random.rand() >= self.prob:
+            return results
+        for key in SPATIAL_KEYS:
+            if key in results:
+                results[key] = torch.flip(_plain(results[key]), dims=(1,))
+        results['organ_label'] = self.lut[results['organ_label'].long()]
+        for key in ('findings', 'abnormalities', 'status'):
+            if results.get(key):
+                results[key] = {swap_side(o): v for o, v in results[key].items()}
+        if results.get('findings'):
+            results['findings'] = {o: [swap_laterality_words(s) for s in v]
+                                   for o, v in results['findings'].items()}
+        if results.get('report'):
+            results['report'] = swap_laterality_words(results['report'])
+        results['flipped'] = True
+        return results
+
+
+@TRANSFORMS.register_module()
+class PackCTInputs:
+    """Pack a study into ``dict(inputs=1 x X x Y x Z float tensor, data_samples=CTDataSample)``."""
+
+    META_KEYS = ('case_id', 'patient_id', 'split', 'img_path', 'flipped')
+    TEXT_KEYS = ('report', 'findings', 'abnormalities', 'status')
+
+    def __call__(self, results):
+        image = _plain(results['image']).float().contiguous()
+        sample = CTDataSample(metainfo={k: results[k] for k in self.META_KEYS if k in results})
+        sample.organ_label = _plain(results['organ_label'])[0].long()
+        if 'tumor_mask' in results:
+            sample.tumor_mask = _plain(results['tumor_mask'])[0].long()
+        for key in self.TEXT_KEYS:
+            sample.set_field(results.get(key), key, field_type='metainfo')
+        return dict(inputs=image, data_samples=sample)

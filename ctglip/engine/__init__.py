@@ -1,0 +1,9 @@
+"""Training engine pieces: CPU-capable mixed precision, hooks, and the mmengine fixes."""
+from ctglip.utils.compat import apply_all
+
+from .hooks import *  # noqa: F401,F403  (register)
+from .optim_wrapper import MixedPrecisionOptimWrapper
+
+apply_all()
+
+__all__ = ['MixedPrecisionOptimWrapper']

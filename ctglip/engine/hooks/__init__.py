@@ -1,0 +1,1 @@
+"""Hooks of ctglip's training runs."""

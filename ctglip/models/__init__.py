@@ -1,0 +1,11 @@
+"""Models: the CT-GLIP model and its registered parts (backbones, poolers, text encoders,
+losses, projection heads, data preprocessor)."""
+from ctglip.utils.compat import apply_checkpoint_fix
+
+from . import backbones, heads, losses, poolers, text_encoders  # noqa: F401  (register)
+from .ctglip import CTGLIP
+from .data_preprocessors import CTDataPreprocessor
+
+apply_checkpoint_fix()
+
+__all__ = ['CTGLIP', 'CTDataPreprocessor']

@@ -1,0 +1,250 @@
+"""CT-GLIP: a 3D image encoder whose organ-pooled embeddings align with organ-level text."""
+import json
+import math
+import os.path as osp
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+
+from ctglip.datasets.organs import ORGAN_GROUPS, organ_group, organ_vocabulary, readable_name
+from ctglip.registry import BACKBONES, LOSSES, MODELS, POOLERS, TEXT_ENCODERS
+from ctglip.utils.errors import ConfigError
+
+from .losses.gather import gather_features, gather_objects
+
+DEFAULT_PROMPTS = osp.join(osp.dirname(osp.dirname(__file__)), 'resources',
+                           'zeroshot_prompts.json')
+
+
+@MODELS.register_module()
+class CTGLIP(BaseModel):
+    """Grounded (or global) contrastive pretraining of a 3D CT encoder with text.
+
+    The backbone turns ``B x 1 x X x Y x Z`` CT into a feature map; the pooler reduces it to
+    one embedding per organ (``B x K x C``, or ``B x 1 x C`` for a global pooler) using the
+    organ label maps; both image and text sides are projected and L2-normalised; each loss
+    builds its texts and targets from the organ rows. Variants of the method (vanilla CLIP,
+    anatomy-only, CT-GLIP with or without the dictionary) are different ``pooler`` and
+    ``losses`` configs of this one class.
+
+    Args:
+        backbone: BACKBONES config.
+        pooler: POOLERS config; built with ``num_organs`` and ``in_channels``.
+        text_encoder: TEXT_ENCODERS config.
+        losses: list of LOSSES configs (each returns ``loss_<name>`` and ``acc_<name>``).
+        organ_vocab: the organ vocabulary (default: the 104 TotalSegmentator v1 organs).
+        embed_dim: size of the shared embedding space.
+        projection: extra ``ProjectionHead`` options (``kind='mlp'``).
+        init_temperature: initial softmax temperature (learned as ``log(1 / T)``).
+        max_logit_scale: clamp of ``1 / T``.
+        test_pooler: pooler for ``predict`` (vanilla CLIP is evaluated on organ-pooled
+            features: ``dict(type='OrganMaskPooler')``); None uses ``pooler``.
+        prompts: zero-shot prompt JSON (format in DESIGN.md); None for the shipped default.
+        data_preprocessor: defaults to ``CTDataPreprocessor`` padded to the backbone stride.
+    """
+
+    def __init__(self, backbone, pooler, text_encoder, losses, organ_vocab='totalseg_v1',
+                 embed_dim=256, projection=None, init_temperature=0.07, max_logit_scale=100.0,
+                 test_pooler=None, prompts=None, data_preprocessor=None, init_cfg=None):
+        self.backbone_cfg = backbone
+        backbone = BACKBONES.build(backbone)
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='CTDataPreprocessor')
+        if isinstance(data_preprocessor, dict) and data_preprocessor.get('size_divisor') is None:
+            data_preprocessor = dict(data_preprocessor,
+                                     size_divisor=getattr(backbone, 'size_divisor', None))
+        if isinstance(data_preprocessor, dict):  # ctglip's registry: no default scope needed
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.organ_vocab = organ_vocabulary(organ_vocab)
+        num_organs = len(self.organ_vocab)
+        self.backbone = backbone
+        channels = backbone.out_channels
+        self.pooler = POOLERS.build(pooler, default_args=dict(num_organs=num_organs,
+                                                              in_channels=channels))
+        self.test_pooler = None if test_pooler is None else POOLERS.build(
+            test_pooler, default_args=dict(num_organs=num_organs, in_channels=channels))
+        pooled = self.pooler.out_channels(channels)
+        if self.test_pooler is not None and self.test_pooler.out_channels(channels) != pooled:
+            raise ConfigError(f'test_pooler gives {self.test_pooler.out_channels(channels)} '
+                              f'channels but pooler gives {pooled}; they share one projection.')
+        self.text_encoder = TEXT_ENCODERS.build(text_encoder)
+        projection = dict(projection or {})
+        self.image_proj = MODELS.build(dict(type='ProjectionHead', in_channels=pooled,
+                                            out_channels=embed_dim, **projection))
+        self.text_proj = MODELS.build(dict(type='ProjectionHead',
+                                           in_channels=self.text_encoder.out_channels,
+                                           out_channels=embed_dim, **projection))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / init_temperature)))
+        self.max_logit_scale = max_logit_scale
+        if not losses:
+            raise ConfigError('model.losses is empty; give at least one LOSSES config.')
+        self.losses = nn.ModuleList(LOSSES.build(cfg) for cfg in losses)
+        self.prompts_file = prompts or DEFAULT_PROMPTS
+        self.prompts = load_prompts(self.prompts_file)
+
+    # -- shared pieces -------------------------------------------------------------------------
+    @property
+    def temperature(self):
+        return 1.0 / self.scale()
+
+    def scale(self):
+        """``1 / T``, clamped to ``max_logit_scale``."""
+        return self.logit_scale.exp().clamp(max=self.max_logit_scale)
+
+    def extract_feat(self, inputs):
+        """``B x 1 x X x Y x Z`` -> the backbone's grounded feature map."""
+        feats = self.backbone(inputs)
+        return feats[-1] if isinstance(feats, (tuple, list)) else feats
+
+    def pool(self, feats, data_samples, pooler=None):
+        """Organ (or global) embeddings ``B x K x C`` and validity ``B x K``."""
+        labels = torch.stack([s.organ_label for s in data_samples]).to(feats.device)
+        return (pooler or self.pooler)(feats, labels)
+
+    def encode_text(self, texts):
+        """N texts -> ``N x D`` L2-normalised embeddings."""
+        return F.normalize(self.text_proj(self.text_encoder(list(texts)).float()), dim=-1)
+
+    def is_global(self, pooler=None):
+        return getattr(pooler or self.pooler, 'is_global', False)
+
+    # -- training ------------------------------------------------------------------------------
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.extract_feat(inputs)
+        raise ValueError(f"mode={mode!r}; use 'loss', 'predict' or 'tensor'.")
+
+    def loss(self, inputs, data_samples):
+        """Pool, project, gather across ranks and sum the contrastive terms.
+
+        Returns:
+            dict: ``loss_<term>`` (summed into the training loss), ``acc_<term>``,
+            ``temperature`` and ``num_rows``.
+        """
+        embeds, valid = self.pool(self.extract_feat(inputs), data_samples)
+        global_pool = self.is_global()
+        rows = [(b, None if global_pool else self.organ_vocab[k])
+                for b, k in torch.nonzero(valid).tolist()]
+        image_embeds = F.normalize(self.image_proj(embeds[valid]).float(), dim=-1)
+        studies = [_study(s) for s in data_samples]
+        # Gather rows of all ranks; study indices are offset by the studies before them.
+        offset = gather_objects([len(studies)])
+        base = sum(offset[:_rank()]) if len(offset) > 1 else 0
+        rows = gather_objects([(b + base, organ) for b, organ in rows])
+        studies = gather_objects(studies)
+        image_embeds = gather_features(image_embeds)
+        scale = self.scale()
+        out = {}
+        for loss in self.losses:
+            targets = loss.build_targets(rows, studies)
+            out.update(loss(image_embeds, self.encode_text(targets.texts), targets, scale))
+        out['temperature'] = (1.0 / scale).detach()
+        out['num_rows'] = torch.tensor(float(len(rows)))
+        return out
+
+    # -- zero-shot prediction ------------------------------------------------------------------
+    def predict(self, inputs, data_samples):
+        """Organ embeddings and zero-shot scores for each study.
+
+        Sets on each data sample: ``organ_embeds`` (K x D), ``organ_valid`` (K), ``organ_logits``
+        (K x K, scaled similarity of organ row k to organ class prompt j), ``abn_scores``
+        ({organ: {abnormality: P(positive)}}).
+        """
+        feats = self.extract_feat(inputs)
+        pooler = self.test_pooler or self.pooler
+        if self.is_global(pooler):
+            raise ConfigError('predict needs organ embeddings: set model.test_pooler='
+                              "dict(type='OrganMaskPooler') for a global-pooled model.")
+        embeds, valid = self.pool(feats, data_samples, pooler)
+        organ_embeds = F.normalize(self.image_proj(embeds).float(), dim=-1)  # B x K x D
+        scale = self.scale()
+        class_embeds = self._organ_class_embeds()  # K x D
+        organ_logits = scale * organ_embeds @ class_embeds.t()
+        abn = self._abnormality_prompt_embeds()
+        for b, sample in enumerate(data_samples):
+            sample.organ_embeds = organ_embeds[b].detach().cpu()
+            sample.organ_valid = valid[b].detach().cpu()
+            sample.organ_logits = organ_logits[b].detach().cpu()
+            scores = {}
+            for k in torch.nonzero(valid[b]).flatten().tolist():
+                organ = self.organ_vocab[k]
+                if organ not in abn:
+                    continue
+                pos_neg = abn[organ]  # A x 2 x D
+                logits = scale * torch.einsum('d,and->an', organ_embeds[b, k], pos_neg)
+                probs = logits.softmax(-1)[:, 0].tolist()
+                scores[organ] = dict(zip(abn[f'{organ}:names'], probs))
+            sample.abn_scores = scores
+        return data_samples
+
+    def _organ_class_embeds(self):
+        """Prompt-ensemble embedding of each organ class: mean of normalised templates."""
+        templates = self.prompts['organ_templates']
+        texts = [t.format(organ=readable_name(o)) for o in self.organ_vocab for t in templates]
+        embeds = self.encode_text(texts).view(len(self.organ_vocab), len(templates), -1)
+        return F.normalize(embeds.mean(1), dim=-1)
+
+    def _abnormality_prompt_embeds(self):
+        """{organ: A x 2 x D (positive, negative ensembles)} and {organ:names: [abnormality]}."""
+        out = {}
+        normal = self.prompts.get('normal_templates', [])
+        for group, organs in ORGAN_GROUPS.items():
+            entries = self.prompts['abnormalities'].get(group, {})
+            for organ in organs:
+                if organ not in self.organ_vocab or not entries:
+                    continue
+                name = readable_name(organ)
+                names, pairs = [], []
+                for abnormality, p in entries.items():
+                    pos = self.encode_text([t.format(organ=name) for t in p['positive']])
+                    neg = self.encode_text([t.format(organ=name)
+                                            for t in p['negative'] + normal])
+                    pairs.append(torch.stack([F.normalize(pos.mean(0), dim=-1),
+                                              F.normalize(neg.mean(0), dim=-1)]))
+                    names.append(abnormality)
+                out[organ] = torch.stack(pairs)
+                out[f'{organ}:names'] = names
+        return out
+
+
+def _rank():
+    import torch.distributed as dist
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _study(sample):
+    """The texts of a study that the losses need, as plain data (gathered across ranks)."""
+    return dict(case_id=sample.get('case_id'), report=sample.get('report') or '',
+                findings=sample.get('findings') or {}, status=sample.get('status') or {},
+                abnormalities=sample.get('abnormalities'))
+
+
+def load_prompts(path):
+    """Read a zero-shot prompt file (format fixed in DESIGN.md) and check its keys."""
+    if not osp.isfile(path):
+        raise ConfigError(f'prompt file {path} does not exist. Fix: --prompts FILE (format in '
+                          'README, "Zero-shot prompts").')
+    try:
+        with open(path) as f:
+            prompts = json.load(f)
+    except ValueError as e:
+        raise ConfigError(f'prompt file {path} is not valid JSON: {e}') from None
+    for key in ('organ_templates', 'abnormalities'):
+        if key not in prompts:
+            raise ConfigError(f'prompt file {path} has no {key!r} field (format in README).')
+    for group, entries in prompts['abnormalities'].items():
+        if group not in ORGAN_GROUPS:
+            raise ConfigError(f'prompt file {path}: abnormalities.{group} is not an organ group; '
+                              f'use {list(ORGAN_GROUPS)}.')
+        for name, p in entries.items():
+            if not p.get('positive') or not (p.get('negative') or prompts.get('normal_templates')):
+                raise ConfigError(f'prompt file {path}: abnormalities.{group}.{name} needs '
+                                  '"positive" and "negative" prompt lists.')
+    return prompts

@@ -1,0 +1,3 @@
+from .ct_data_preprocessor import CTDataPreprocessor
+
+__all__ = ['CTDataPreprocessor']

@@ -1,0 +1,3 @@
+from .projection import ProjectionHead
+
+__all__ = ['ProjectionHead']

@@ -1,0 +1,7 @@
+from .base import ContrastiveLoss, ContrastiveTargets, soft_infonce, unique_targets
+from .gather import gather_features, gather_objects
+from .grounded import AnatomyContrastiveLoss, CLIPLoss, DiagnosisContrastiveLoss
+
+__all__ = ['ContrastiveLoss', 'ContrastiveTargets', 'soft_infonce', 'unique_targets',
+           'gather_features', 'gather_objects', 'AnatomyContrastiveLoss',
+           'DiagnosisContrastiveLoss', 'CLIPLoss']

@@ -1,0 +1,181 @@
+"""The contrastive terms of CT-GLIP: anatomy, diagnosis (with the abnormality dictionary) and
+the vanilla-CLIP global term."""
+import json
+import os.path as osp
+import random
+
+import torch
+
+from ctglip.datasets.organs import ORGAN_GROUPS, organ_group, readable_name
+from ctglip.registry import LOSSES
+from ctglip.utils.errors import ConfigError
+
+from .base import ContrastiveLoss, ContrastiveTargets, unique_targets
+
+RESOURCES = osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))), 'resources')
+DEFAULT_DICTIONARY = osp.join(RESOURCES, 'abnormality_dictionary.json')
+
+
+@LOSSES.register_module()
+class AnatomyContrastiveLoss(ContrastiveLoss):
+    """Organ embeddings vs. template descriptions of their organ ("This is the left kidney.").
+
+    Each step draws one template per organ, so all rows of one organ share one text and are
+    positives of each other (soft targets), never negatives.
+
+    Args:
+        templates: templates with ``{organ}``, filled with the readable organ name.
+        random_template: draw a template per organ and step during training (else the first).
+        weight: factor in the total loss.
+    """
+    name = 'anatomy'
+
+    def __init__(self, templates=('This is the {organ}.',), random_template=True, weight=1.0):
+        super().__init__(weight)
+        self.templates = list(templates)
+        self.random_template = random_template
+
+    def build_targets(self, rows, studies):
+        chosen = {}
+        for _, organ in rows:
+            if organ not in chosen:
+                t = random.choice(self.templates) if (self.training and self.random_template) \
+                    else self.templates[0]
+                chosen[organ] = t.format(organ=readable_name(organ))
+        texts, pos = unique_targets([chosen[organ] for _, organ in rows])
+        return ContrastiveTargets(texts, pos)
+
+
+@LOSSES.register_module()
+class DiagnosisContrastiveLoss(ContrastiveLoss):
+    """Organ embeddings vs. their diagnosis: the report's findings when abnormal, a normal
+    template when normal, plus abnormality-dictionary entries as extra candidates.
+
+    Normal organs of one kind share one text (positives of each other). Dictionary entries of
+    an organ's group are extra negatives for a normal organ and for the other abnormalities of
+    an abnormal one; entries of the organ's own abnormalities are positives
+    (``dictionary_own='positive'``) or left out (``'ignore'``).
+
+    Args:
+        normal_template: text of a normal organ, with ``{organ}``.
+        dictionary: path of the abnormality dictionary JSON (``'default'``: the one shipped in
+            ``ctglip/resources``), or None for no dictionary.
+        dictionary_own: ``positive`` or ``ignore`` (see above).
+        organs: ``all`` valid organs take part, or ``grouped`` (only the organs of the
+            abnormality vocabulary's groups).
+        balance: weight abnormal and normal rows equally (abnormal rows are rare; without it
+            the term reaches its floor once organ identity is learned).
+        weight: factor in the total loss.
+    """
+    name = 'diagnosis'
+
+    def __init__(self, normal_template='The {organ} shows no evident abnormality.',
+                 dictionary=None, dictionary_own='positive', organs='all', balance=True,
+                 weight=1.0):
+        super().__init__(weight)
+        if dictionary_own not in ('positive', 'ignore'):
+            raise ConfigError(f"DiagnosisContrastiveLoss.dictionary_own={dictionary_own!r}; use "
+                              "'positive' or 'ignore'.")
+        if organs not in ('all', 'grouped'):
+            raise ConfigError(f"DiagnosisContrastiveLoss.organs={organs!r}; use 'all' or 'grouped'.")
+        self.normal_template = normal_template
+        self.dictionary = load_dictionary(dictionary) if dictionary else None
+        self.dictionary_own = dictionary_own
+        self.organs = organs
+        self.balance = balance
+
+    def diagnosis_text(self, organ, study):
+        if study['status'].get(organ) != 'abnormal':
+            return self.normal_template.format(organ=readable_name(organ))
+        sentences = (study['findings'] or {}).get(organ)
+        if sentences:
+            return ' '.join(sentences)
+        names = (study['abnormalities'] or {}).get(organ) or ['an abnormality']
+        return f'The {readable_name(organ)} shows {", ".join(names)}.'
+
+    def build_targets(self, rows, studies):
+        used = [i for i, (_, organ) in enumerate(rows)
+                if self.organs == 'all' or organ_group(organ) is not None]
+        row_texts = [self.diagnosis_text(rows[i][1], studies[rows[i][0]]) for i in used]
+        texts, pos = unique_targets(row_texts)
+        ignore = None
+        if self.dictionary is not None:
+            texts, pos, ignore = self._add_dictionary([rows[i] for i in used], studies, texts, pos)
+        abnormal = torch.tensor([studies[rows[i][0]]['status'].get(rows[i][1]) == 'abnormal'
+                                 for i in used], dtype=torch.bool)
+        weights = None
+        if self.balance and 0 < int(abnormal.sum()) < len(used):
+            weights = torch.where(abnormal, 0.5 / abnormal.sum(), 0.5 / (~abnormal).sum())
+        return ContrastiveTargets(texts, pos, rows=torch.tensor(used, dtype=torch.long),
+                                  ignore=ignore, row_weights=weights)
+
+    def _add_dictionary(self, rows, studies, texts, pos):
+        entries = []  # (text, organ, abnormality)
+        for organ in dict.fromkeys(organ for _, organ in rows):
+            group = organ_group(organ)
+            for abnormality, descriptions in self.dictionary.get(group, {}).items():
+                for d in descriptions:
+                    entries.append((d.format(organ=readable_name(organ)), organ, abnormality))
+        seen = set(texts)
+        entries = [e for e in entries if not (e[0] in seen or seen.add(e[0]))]
+        extra = torch.zeros(len(rows), len(entries), dtype=torch.bool)
+        for i, (s, organ) in enumerate(rows):
+            own = set((studies[s]['abnormalities'] or {}).get(organ) or [])
+            if not own:
+                continue
+            for j, (_, e_organ, e_abn) in enumerate(entries):
+                extra[i, j] = e_organ == organ and e_abn in own
+        texts = texts + [e[0] for e in entries]
+        if self.dictionary_own == 'positive':
+            return texts, torch.cat([pos, extra], 1), None
+        ignore = torch.cat([torch.zeros_like(pos), extra], 1)
+        return texts, torch.cat([pos, torch.zeros_like(extra)], 1), ignore
+
+
+def load_dictionary(path):
+    """Read an abnormality dictionary ``{group: {abnormality: [description]}}``."""
+    path = DEFAULT_DICTIONARY if path == 'default' else path
+    if not osp.isfile(path):
+        raise ConfigError(f'abnormality dictionary {path} does not exist. Fix: set '
+                          "DiagnosisContrastiveLoss.dictionary to 'default', None or a JSON file.")
+    with open(path) as f:
+        raw = json.load(f)
+    unknown = [g for g in raw if not g.startswith('_') and g not in ORGAN_GROUPS]
+    if unknown:
+        raise ConfigError(f'abnormality dictionary {path}: unknown organ groups {unknown}; use '
+                          f'{list(ORGAN_GROUPS)}.')
+    return {g: v for g, v in raw.items() if not g.startswith('_')}
+
+
+@LOSSES.register_module()
+class CLIPLoss(ContrastiveLoss):
+    """Vanilla CLIP: one global embedding per study vs. the study's report.
+
+    Identical texts (e.g. two all-normal findings) are merged, so they are positives of each
+    other rather than false negatives.
+
+    Args:
+        text_source: ``report`` (whole report) or ``findings`` (the sentences of the abnormal
+            organs, or ``normal_text`` when there are none).
+        normal_text: text of a study without abnormal findings (``findings`` source).
+        weight: factor in the total loss.
+    """
+    name = 'clip'
+
+    def __init__(self, text_source='report', normal_text='No evident abnormality.', weight=1.0):
+        super().__init__(weight)
+        if text_source not in ('report', 'findings'):
+            raise ConfigError(f"CLIPLoss.text_source={text_source!r}; use 'report' or 'findings'.")
+        self.text_source = text_source
+        self.normal_text = normal_text
+
+    def study_text(self, study):
+        if self.text_source == 'report' and study['report']:
+            return study['report']
+        sentences = [s for organ, v in (study['findings'] or {}).items()
+                     if study['status'].get(organ) == 'abnormal' for s in v]
+        return ' '.join(dict.fromkeys(sentences)) or self.normal_text
+
+    def build_targets(self, rows, studies):
+        texts, pos = unique_targets([self.study_text(studies[s]) for s, _ in rows])
+        return ContrastiveTargets(texts, pos)

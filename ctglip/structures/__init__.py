@@ -1,0 +1,3 @@
+from .ct_data_sample import CTDataSample
+
+__all__ = ['CTDataSample']

@@ -1,0 +1,115 @@
+"""What the command-line tools share: config loading with one-line errors, the common flags,
+threshold calibration and metric output. Tools stay thin; no training logic lives here."""
+import json
+import os
+import os.path as osp
+import re
+import sys
+
+from ctglip.utils.errors import ConfigError, CTGLIPError
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def load_config(path, cfg_options=()):
+    """Read a config file and apply ``--cfg-options KEY=VALUE`` overrides."""
+    from mmengine.config import Config, DictAction
+    if not osp.isfile(path):
+        raise ConfigError(f'config file {path} does not exist. Fix: give a path such as '
+                          'configs/ctglip/ctglip_mit_104organ.py.')
+    try:
+        cfg = Config.fromfile(path)
+    except (SyntaxError, FileNotFoundError, KeyError, ValueError, AttributeError) as e:
+        raise ConfigError(f'cannot read config {path}: {str(e).splitlines()[0]}') from None
+    if cfg_options:
+        options = {}
+        for item in cfg_options:
+            if '=' not in item:
+                raise ConfigError(f'--cfg-options {item!r}: expected KEY=VALUE.')
+            key, value = item.split('=', 1)
+            options[key] = DictAction._parse_iterable(value)
+        cfg.merge_from_dict(options)
+    return cfg
+
+
+def apply_common_args(cfg, args):
+    """Apply ``--work-dir``, ``--data-root`` and ``--launcher`` to a config (in place)."""
+    if getattr(args, 'work_dir', None):
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if getattr(args, 'data_root', None):
+        root = osp.abspath(args.data_root)
+        if not osp.isfile(osp.join(root, 'manifest.jsonl')):
+            raise ConfigError(f'--data-root {args.data_root}: no manifest.jsonl there. Fix: point '
+                              'it at a dataset folder (see README, "Use your own data").')
+        for key in DATALOADERS:
+            if cfg.get(key) is not None:
+                dataset = cfg[key]['dataset']
+                dataset['data_root'] = root
+                dataset['phantom'] = None  # real data given: never generate phantoms there
+    cfg.launcher = getattr(args, 'launcher', 'none')
+
+
+def run_cli(main, argv=None):
+    """Run a tool's ``main``; a user-fixable error becomes one line on stderr and exit code 2."""
+    try:
+        main(argv)
+    except CTGLIPError as e:
+        print(f'error: {_one_line(e)}', file=sys.stderr)
+        return 2
+    except TypeError as e:
+        msg = str(e)
+        if re.search(r'unexpected keyword argument|missing \d+ required', msg):
+            print(f'error: config: {_one_line(e)}. Fix: check the field names against the '
+                  "class's documentation.", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def _one_line(e):
+    return ' '.join(str(e).split())
+
+
+def write_metrics(metrics, path):
+    """Write metrics as JSON, atomically (temporary file, fsync, rename)."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump({k: _plain(v) for k, v in metrics.items()}, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _plain(value):
+    if hasattr(value, 'item'):
+        return value.item()
+    return value
+
+
+def calibrate_thresholds(runner, cfg):
+    """Choose abnormality operating thresholds on the validation split; apply them to test.
+
+    Does nothing when the config has no validation data or no abnormality metric.
+    """
+    from ctglip.evaluation.metrics import ZeroShotAbnormalityDetection
+    if cfg.get('val_dataloader') is None or cfg.get('test_dataloader') is None:
+        return
+    test_loop = runner.build_test_loop(runner._test_loop)
+    runner._test_loop = test_loop
+    targets = [m for m in test_loop.evaluator.metrics
+               if isinstance(m, ZeroShotAbnormalityDetection) and m.thresholds is None]
+    if not targets:
+        return
+    runner.logger.info('choosing abnormality thresholds on the validation split')
+    runner.val()
+    sources = [m for m in runner.val_loop.evaluator.metrics
+               if isinstance(m, ZeroShotAbnormalityDetection)]
+    if not sources or not getattr(sources[0], 'last_thresholds', None):
+        raise ConfigError('abnormality thresholds: the validation split gave none (no val '
+                          'evaluator ZeroShotAbnormalityDetection, or no evaluable abnormality). '
+                          'Fix: add it to val_evaluator, or pass --no-val-calibration.')
+    for m in targets:
+        m.thresholds = dict(sources[0].last_thresholds)

@@ -1,0 +1,1 @@
+"""Plots and visualisation backends (matplotlib imported lazily in ``plots``)."""
