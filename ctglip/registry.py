@@ -48,6 +48,12 @@ class CTGLIPRegistry(Registry):
             raise UnknownTypeError(self.unknown_type_message(key))
         return obj
 
+    def __contains__(self, key):
+        try:
+            return self.get(key) is not None
+        except (UnknownTypeError, RuntimeError):
+            return False
+
     def all_names(self):
         """Names registered here and in the parents (what a config may use), sorted."""
         self.import_from_location()

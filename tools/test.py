@@ -45,8 +45,9 @@ def main(argv=None):
     cfg.resume = False
 
     from mmengine.runner import Runner
-    from ctglip.utils.cli import calibrate_thresholds
+    from ctglip.utils.cli import calibrate_thresholds, set_metric_out_dirs
     runner = Runner.from_cfg(cfg)
+    set_metric_out_dirs(runner, os.path.join(cfg.work_dir, 'test_results'))
     if not args.no_val_calibration:
         calibrate_thresholds(runner, cfg)
     metrics = runner.test()

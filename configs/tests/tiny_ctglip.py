@@ -8,7 +8,6 @@ crop_size = (32, 32, 32)
 keys = ['image', 'organ_label', 'tumor_mask']
 load = [
     dict(type='LoadCTStudy', organ_vocab='totalseg_v1'),
-    dict(type='Orientationd', keys=keys, axcodes='RAS', allow_missing_keys=True),
     dict(type='Spacingd', keys=keys, pixdim=spacing, mode=('bilinear', 'nearest', 'nearest'),
          allow_missing_keys=True),
     dict(type='ScaleIntensityRanged', keys=['image'], a_min=-1000.0, a_max=1000.0, b_min=0.0,

@@ -130,14 +130,22 @@ def readable_name(organ):
     return f'{side} {text}' if side else text
 
 
-def swap_side(organ):
-    """The mirror organ of a left/right one (``kidney_left`` <-> ``kidney_right``), else itself."""
+def swap_side(organ, vocab=None):
+    """The mirror organ of a left/right one (``kidney_left`` <-> ``kidney_right``), else itself.
+
+    With ``vocab``, an organ whose mirror is not in it (``lung_middle_lobe_right``) stays itself.
+    """
+    mirror = organ
     for a, b in (('_left', '_right'), ('_right', '_left')):
         if organ.endswith(a):
-            return organ[:-len(a)] + b
+            mirror = organ[:-len(a)] + b
+            break
         if f'{a}_' in organ:  # rib_left_3
-            return organ.replace(f'{a}_', f'{b}_')
-    return organ
+            mirror = organ.replace(f'{a}_', f'{b}_')
+            break
+    if vocab is not None and mirror not in vocab:
+        return organ
+    return mirror
 
 
 def flip_lut(vocab='totalseg_v1'):
@@ -147,7 +155,7 @@ def flip_lut(vocab='totalseg_v1'):
     index = {name: i + 1 for i, name in enumerate(vocab)}
     lut = np.arange(len(vocab) + 1)
     for name, i in index.items():
-        lut[i] = index.get(swap_side(name), i)
+        lut[i] = index[swap_side(name, index)]
     return lut
 
 

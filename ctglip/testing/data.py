@@ -53,7 +53,7 @@ def make_tiny_dataset(root, num_cases=6, shape=(32, 32, 32), spacing=4.0, seed=0
             label[blob] = value
             image[blob] = rng.normal(hu, 10, blob.sum())
             findings[name] = [NORMAL[name]]
-        sick = list(ABNORMAL)[i % len(ABNORMAL)] if i % 2 else None
+        sick = list(ABNORMAL)[i % len(ABNORMAL)] if i % 4 else None  # val and test hold both
         if sick:
             abnormality, sentence = ABNORMAL[sick]
             findings[sick] = [sentence]

@@ -92,24 +92,39 @@ def _plain(value):
 def calibrate_thresholds(runner, cfg):
     """Choose abnormality operating thresholds on the validation split; apply them to test.
 
-    Does nothing when the config has no validation data or no abnormality metric.
+    The validation run writes ``<work_dir>/val_calibration/abn_thresholds.json``; every
+    ``ZeroShotAbnormalityDetection`` of the test evaluator without thresholds of its own then
+    reads it. Does nothing when the config has no validation data or no abnormality metric.
     """
     from ctglip.evaluation.metrics import ZeroShotAbnormalityDetection
+    from ctglip.evaluation.metrics.zeroshot_abnormality import THRESHOLDS_FILE
     if cfg.get('val_dataloader') is None or cfg.get('test_dataloader') is None:
         return
-    test_loop = runner.build_test_loop(runner._test_loop)
-    runner._test_loop = test_loop
-    targets = [m for m in test_loop.evaluator.metrics
+    runner._test_loop = runner.build_test_loop(runner._test_loop)
+    targets = [m for m in runner._test_loop.evaluator.metrics
                if isinstance(m, ZeroShotAbnormalityDetection) and m.thresholds is None]
     if not targets:
         return
+    runner._val_loop = runner.build_val_loop(runner._val_loop)
+    sources = [m for m in runner._val_loop.evaluator.metrics
+               if isinstance(m, ZeroShotAbnormalityDetection)]
+    if not sources:
+        raise ConfigError('the test evaluator has ZeroShotAbnormalityDetection but val_evaluator '
+                          'has not, so no validation thresholds can be chosen. Fix: add it to '
+                          'val_evaluator, or pass --no-val-calibration.')
+    calibration_dir = osp.join(cfg.work_dir, 'val_calibration')
+    for metric in sources:
+        metric.out_dir, metric.thresholds = calibration_dir, None
     runner.logger.info('choosing abnormality thresholds on the validation split')
     runner.val()
-    sources = [m for m in runner.val_loop.evaluator.metrics
-               if isinstance(m, ZeroShotAbnormalityDetection)]
-    if not sources or not getattr(sources[0], 'last_thresholds', None):
-        raise ConfigError('abnormality thresholds: the validation split gave none (no val '
-                          'evaluator ZeroShotAbnormalityDetection, or no evaluable abnormality). '
-                          'Fix: add it to val_evaluator, or pass --no-val-calibration.')
-    for m in targets:
-        m.thresholds = dict(sources[0].last_thresholds)
+    path = osp.join(calibration_dir, THRESHOLDS_FILE)
+    for metric in targets:
+        metric.thresholds = path
+
+
+def set_metric_out_dirs(runner, out_dir):
+    """Send the pictures of test metrics without an ``out_dir`` to ``out_dir``."""
+    runner._test_loop = runner.build_test_loop(runner._test_loop)
+    for metric in runner._test_loop.evaluator.metrics:
+        if hasattr(metric, 'out_dir') and metric.out_dir is None:
+            metric.out_dir = out_dir

@@ -10,7 +10,6 @@ spatial_keys = ['image', 'organ_label', 'tumor_mask']
 
 load_pipeline = [
     dict(type='LoadCTStudy', organ_vocab=organ_vocab),
-    dict(type='Orientationd', keys=spatial_keys, axcodes='RAS', allow_missing_keys=True),
     dict(type='Spacingd', keys=spatial_keys, pixdim=spacing,
          mode=('bilinear', 'nearest', 'nearest'), allow_missing_keys=True),
     dict(type='ScaleIntensityRanged', keys=['image'], a_min=hu_window[0], a_max=hu_window[1],

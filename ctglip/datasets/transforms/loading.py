@@ -13,6 +13,7 @@ from ctglip.registry import TRANSFORMS
 from ctglip.utils.errors import DataError
 
 NIFTI_SUFFIXES = ('.nii', '.nii.gz')
+RAS_LABELS = (('L', 'R'), ('P', 'A'), ('I', 'S'))  # NIfTI world axes: +x right, +y anterior
 
 
 def _case(case_id):
@@ -175,13 +176,20 @@ def check_alignment(image, mask, case_id=None, what='organ_mask', atol_mm=0.5):
                         'be in the CT voxel grid; resample it onto the CT.')
 
 
+def _to_ras(volume):
+    """X x Y x Z MetaTensor -> the same volume with RAS voxel axes (affine updated)."""
+    from monai.transforms import Orientation
+    return Orientation(axcodes='RAS', labels=RAS_LABELS)(volume[None])[0]
+
+
 @TRANSFORMS.register_module()
 class LoadCTStudy:
     """Load a study's CT, organ label map (and tumor mask) as channel-first MetaTensors.
 
     Reads ``img_path``, ``mask_path``, ``label_scheme`` (and ``tumor_path``) of a data info;
     writes ``image`` (1 x X x Y x Z float32 HU), ``organ_label`` (1 x X x Y x Z, vocabulary
-    indices) and ``tumor_mask``. Checks shapes and affines agree, and that HU are finite.
+    indices) and ``tumor_mask``, all reoriented to RAS. Checks that shapes and affines agree
+    and that HU are finite.
 
     Args:
         organ_vocab: the model's organ vocabulary.
@@ -198,11 +206,14 @@ class LoadCTStudy:
                             'infinite voxels. Fix: re-export the CT; ctglip does not guess values.')
         mask = read_organ_mask(results['mask_path'], results['label_scheme'], self.organ_vocab,
                                case_id)
+        # Readers may order voxels differently (a DICOM series vs. its NIfTI mask): compare
+        # the two in one canonical (RAS) orientation.
+        image, mask = _to_ras(image), _to_ras(mask)
         check_alignment(image, mask, case_id)
         results['image'] = image[None]
         results['organ_label'] = mask[None]
         if results.get('tumor_path'):
-            tumor = read_volume(results['tumor_path'], case_id, what='tumor_mask')
+            tumor = _to_ras(read_volume(results['tumor_path'], case_id, what='tumor_mask'))
             check_alignment(image, tumor, case_id, what='tumor_mask')
             results['tumor_mask'] = (tumor > 0).long()[None]
         return results

@@ -112,7 +112,8 @@ class RandFlipLR:
 
     def __init__(self, prob=0.5, organ_vocab='totalseg_v1'):
         self.prob = prob
-        self.lut = torch.as_tensor(flip_lut(organ_vocabulary(organ_vocab)))
+        self.vocab = organ_vocabulary(organ_vocab)
+        self.lut = torch.as_tensor(flip_lut(self.vocab))
 
     def __call__(self, results):
         if np.random.rand() >= self.prob:
@@ -123,7 +124,7 @@ class RandFlipLR:
         results['organ_label'] = self.lut[results['organ_label'].long()]
         for key in ('findings', 'abnormalities', 'status'):
             if results.get(key):
-                results[key] = {swap_side(o): v for o, v in results[key].items()}
+                results[key] = {swap_side(o, self.vocab): v for o, v in results[key].items()}
         if results.get('findings'):
             results['findings'] = {o: [swap_laterality_words(s) for s in v]
                                    for o, v in results['findings'].items()}

@@ -1,0 +1,291 @@
+"""The rule-based report structurer: organ lexicon + NegEx-style negation + vocabulary rules.
+
+A sentence is split into clauses (:func:`~.findings.split_clauses`). In each clause the organ
+mentions (:func:`~.lexicon.find_mentions`) are grouped (``liver and spleen`` is one group) and
+every non-negated finding term is given to one group: the group whose span it is
+(``splenomegaly``), the only group, the next group when a preposition leads to it (``cyst in
+the left kidney``), else the nearest group before it (``hepatic cyst``). An organ is abnormal
+in the sentence when a clause gives it a finding; the finding's kinds and the clause's cues
+map to abnormality names (:func:`~.findings.vocabulary_names`).
+
+A clause that names no organ takes the organs of the clause before it (``The liver is enlarged
+and contains a cyst``), restricted to a side it states (``..., except for a cyst in the left
+upper pole``). A sentence that names no organ takes the organs of its organ header
+(``KIDNEYS: No hydronephrosis.``) or, when it starts like a continuation (``It``, ``This``,
+``The lesion``), those of the sentence before it.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+from ctglip.datasets.organs import organ_vocabulary
+from ctglip.datasets.report_parsing.base import BaseReportStructurer
+from ctglip.datasets.report_parsing.findings import find_terms, split_clauses, vocabulary_names
+from ctglip.datasets.report_parsing.lexicon import (OrganMention, find_mentions,
+                                                    is_location_only, side_in)
+from ctglip.datasets.report_parsing.sentences import split_report
+from ctglip.registry import REPORT_STRUCTURERS
+
+# Text between two organ mentions that makes them one group: lists (``liver, spleen and
+# kidneys``) and extension (``IVC extending into the right atrium``, ``L4 on L5``).
+_COORDINATION = re.compile(
+    r'^[\s,/&]*(?:(?:and/or|and|or|as well as|nor|plus|on|to|into|through|'
+    r'(?:extending|extends|extension) (?:in)?to)\s+)?(?:the\s+)?'
+    r'(?:(?:left|right|both|bilateral)\s+)?$', re.IGNORECASE)
+# A finding followed (within a few words) by one of these is about the next organ:
+# ``cyst arises from the lower pole of the left kidney``.
+_LEADS_TO = re.compile(r'^\W*(?:\S+\s+){0,3}?(?:in|of|within|involving|at|throughout|along|'
+                       r'from|on|into|affecting|arising)\b', re.IGNORECASE)
+_ANAPHORA = re.compile(
+    r'^\s*(?:it|this|these|they|which|the (?:lesion|mass|nodule|cyst|stone|calculus|finding|'
+    r'abnormality|collection|tumou?r|fracture|effusion|opacity|focus)s?)\b', re.IGNORECASE)
+
+
+@dataclass
+class SentenceFindings:
+    """What one sentence says about organs.
+
+    Attributes:
+        organs: the organs the sentence is about, in vocabulary order.
+        status: ``{organ: 'normal' | 'abnormal'}``.
+        abnormalities: ``{organ: [name, ...]}`` for every organ of ``organs`` (may be empty).
+    """
+    organs: Tuple[str, ...] = ()
+    status: Dict[str, str] = field(default_factory=dict)
+    abnormalities: Dict[str, List[str]] = field(default_factory=dict)
+
+
+def _ordered(organs, order):
+    return tuple(sorted(set(organs), key=lambda o: order.get(o, len(order))))
+
+
+def _negated_at(terms, mention, offset):
+    for t in terms:
+        if t.start + offset < mention.end and mention.start < t.end + offset:
+            return t.negated
+    return False
+
+
+def _select_mentions(text, clause_mentions, clause_terms, offset, sentence_mentions):
+    """The mentions that count in one clause: drops locations, generics and implied ones."""
+    consumed = [m for m in clause_mentions if not m.organs]
+    mentions = [m for m in clause_mentions if m.organs]
+    located = [m for m in mentions if not is_location_only(text, m)]
+    if located:
+        mentions = located
+    explicit = [m for m in mentions if not m.implied or m.side is not None]
+    kept = []
+    for m in mentions:
+        if m.side is None and not m.generic and set(m.organs) != set(m.organs) & {
+                o for n in explicit if n.side in ('left', 'right') for o in n.organs}:
+            # ``right kidney ... renal cell carcinoma``: an unsided mention of a paired organ
+            # refers to the side named in the same clause
+            sided = [o for n in explicit if n.side in ('left', 'right') for o in n.organs
+                     if o in m.candidates]
+            if sided and not m.implied:
+                m = OrganMention(m.start, m.end, tuple(dict.fromkeys(sided)), m.candidates,
+                                 m.side, m.implied, m.generic, m.scope)
+        if m.generic and m.side != 'both' and any(
+                not n.generic and set(n.organs) & set(m.candidates) for n in explicit):
+            continue
+        if m.implied and m.side is None:
+            if any(n is not m and set(n.organs) & set(m.scope) for n in explicit):
+                continue
+            elsewhere = [o for n in sentence_mentions if not n.implied and n not in clause_mentions
+                         for o in n.organs if o in m.candidates]
+            if elsewhere and not _negated_at(clause_terms, m, offset):
+                m = OrganMention(m.start, m.end, tuple(dict.fromkeys(elsewhere)), m.candidates,
+                                 m.side, m.implied, m.generic, m.scope)
+        kept.append(m)
+    # spans that name no organ (``renal artery``, ``ureterovesical junction``) stay as targets
+    # so that a finding about them is not given to an organ
+    return sorted(kept + consumed, key=lambda m: m.start)
+
+
+def _groups(text, mentions):
+    """Coordinated mentions form one group: ``liver, spleen and left kidney``."""
+    groups = []
+    for m in mentions:
+        if groups and not m.implied and not groups[-1][-1].implied and m.organs and \
+                groups[-1][-1].organs and \
+                _COORDINATION.match(text[groups[-1][-1].end:m.start]):
+            groups[-1].append(m)
+        else:
+            groups.append([m])
+    return groups
+
+
+def _target(text, term_start, term_end, groups, finding_spans):
+    """The index of the group that a finding term belongs to."""
+    for i, g in enumerate(groups):
+        if any(m.start < term_end and term_start < m.end for m in g):
+            return i
+    if len(groups) == 1:
+        return 0
+    after = [i for i, g in enumerate(groups) if g[0].start >= term_end]
+    before = [i for i, g in enumerate(groups) if g[-1].end <= term_start]
+    if after:
+        next_start = groups[after[0]][0].start
+        gap = text[term_end:next_start]
+        other_finding = any(term_end <= s and e <= next_start for s, e in finding_spans)
+        if len(gap.split()) <= 8 and _LEADS_TO.search(gap) and not other_finding:
+            return after[0]
+    if before:
+        return before[-1]
+    return after[0] if after else 0
+
+
+def _restrict_to_side(organs, clause):
+    side = side_in(clause)
+    if side not in ('left', 'right'):
+        return organs
+    other = 'right' if side == 'left' else 'left'
+    kept = tuple(o for o in organs if other not in o.split('_'))
+    return kept or organs
+
+
+def analyze_sentence(text, context_organs=(), order=None):
+    """Organs, status and abnormality names of one sentence.
+
+    Args:
+        text: one sentence without headers.
+        context_organs: organs to use when the sentence names none (from an organ header or
+            the sentence before).
+        order: ``{organ: index}`` for the output order (v1 vocabulary order by default).
+
+    Returns:
+        SentenceFindings
+
+    Example:
+        >>> analyze_sentence('Bilateral renal cysts; no hydronephrosis.').abnormalities
+        {'kidney_right': ['kidney cyst'], 'kidney_left': ['kidney cyst']}
+    """
+    order = order or _V1_ORDER
+    sentence_mentions = find_mentions(text)
+    clauses = []   # (organs per group, group spans, terms) per clause
+    for cs, ce in split_clauses(text):
+        clause_text = text[cs:ce]
+        terms = find_terms(clause_text)
+        in_clause = [m for m in sentence_mentions if cs <= m.start < ce]
+        selected = _select_mentions(text, in_clause, terms, cs, sentence_mentions)
+        groups = _groups(text, selected)
+        clauses.append((cs, ce, clause_text, terms, groups))
+
+    own = [bool(c[4]) for c in clauses]   # consume-only groups count: the clause named something
+    if not any(own) and not context_organs:
+        return SentenceFindings()
+    status, names, organs_seen = {}, {}, []
+    previous = None
+    # clauses that name no organ take the nearest clause before (or after) that does
+    fallback = [i for i, has in enumerate(own) if has]
+    for i, (cs, ce, clause_text, terms, groups) in enumerate(clauses):
+        findings_at = [(t.start + cs, t.end + cs) for t in terms if t.abnormal and not t.negated]
+        if groups:
+            group_organs = [tuple(o for m in g for o in m.organs) for g in groups]
+        else:
+            if previous is not None:
+                inherited = previous
+            elif fallback:
+                nxt = clauses[fallback[0]][4]
+                inherited = tuple(o for g in nxt for m in g for o in m.organs)
+            else:
+                inherited = tuple(context_organs)
+            group_organs = [_restrict_to_side(inherited, clause_text)]
+        clause_organs = tuple(dict.fromkeys(o for g in group_organs for o in g))
+        previous = clause_organs
+        organs_seen.extend(clause_organs)
+        kinds = {o: set() for o in clause_organs}
+        abnormal = set()
+        for t in terms:
+            if t.negated or not t.abnormal:
+                continue
+            if groups:
+                idx = _target(text, t.start + cs, t.end + cs, groups, findings_at)
+                targets = group_organs[idx]
+            else:
+                targets = group_organs[0]
+            for o in targets:
+                kinds[o].update(t.kinds)
+                abnormal.add(o)
+        cues = set().union(*(t.kinds for t in terms if not t.negated)) if terms else set()
+        for o in clause_organs:
+            if o in abnormal:
+                status[o] = 'abnormal'
+            else:
+                status.setdefault(o, 'normal')
+            for name in vocabulary_names(o, kinds[o], cues):
+                names.setdefault(o, [])
+                if name not in names[o]:
+                    names[o].append(name)
+    organs = _ordered(organs_seen, order)
+    return SentenceFindings(
+        organs=organs,
+        status={o: status[o] for o in organs},
+        abnormalities={o: names.get(o, []) for o in organs})
+
+
+_V1_ORDER = {o: i for i, o in enumerate(organ_vocabulary('totalseg_v1'))}
+
+
+@REPORT_STRUCTURERS.register_module()
+class RuleBasedReportStructurer(BaseReportStructurer):
+    """Rule-based organ-level structuring of CT reports (no model, no downloads).
+
+    See the package docstring for the approach, the conventions and the limits.
+
+    Args:
+        vocab: organ vocabulary of the output (a scheme name, a JSON class map or a list of
+            names); organs outside it are left out. Default: the 104 TotalSegmentator v1 organs.
+
+    Example:
+        >>> s = RuleBasedReportStructurer()
+        >>> s.structure('FINDINGS: Cholelithiasis. Both kidneys are normal.')['status']
+        {'kidney_right': 'normal', 'kidney_left': 'normal', 'gallbladder': 'abnormal'}
+    """
+
+    def __init__(self, vocab='totalseg_v1'):
+        self.vocab = organ_vocabulary(vocab)
+        self._order = {o: i for i, o in enumerate(self.vocab)}
+
+    def structure_sentence(self, sentence, context_organs=()):
+        """Organs, status and abnormalities of one sentence (no header or context handling)."""
+        result = analyze_sentence(sentence, context_organs, self._order)
+        return self._restrict(result)
+
+    def structure(self, report):
+        """Structure one report; see :meth:`BaseReportStructurer.structure`."""
+        if not isinstance(report, str):
+            raise TypeError(f'report must be a str, got {type(report).__name__}')
+        findings, status, abnormalities = {}, {}, {}
+        previous, section = (), None
+        for sentence in split_report(report):
+            if sentence.section != section:
+                previous, section = (), sentence.section
+            result = self.structure_sentence(sentence.body)
+            if not result.organs:
+                context = previous if previous and _ANAPHORA.match(sentence.body) else \
+                    sentence.header_organs
+                if context:
+                    result = self.structure_sentence(sentence.body, context)
+            if not result.organs:
+                continue
+            previous = result.organs
+            for organ in result.organs:
+                texts = findings.setdefault(organ, [])
+                if sentence.text not in texts:
+                    texts.append(sentence.text)
+                if result.status[organ] == 'abnormal' or organ not in status:
+                    status[organ] = result.status[organ]
+                merged = abnormalities.setdefault(organ, [])
+                merged.extend(n for n in result.abnormalities[organ] if n not in merged)
+        organs = _ordered(findings, self._order)
+        return dict(findings={o: findings[o] for o in organs},
+                    status={o: status[o] for o in organs},
+                    abnormalities={o: abnormalities[o] for o in organs})
+
+    def _restrict(self, result):
+        if len(self.vocab) == len(_V1_ORDER) and set(self.vocab) == set(_V1_ORDER):
+            return result
+        organs = tuple(o for o in result.organs if o in self._order)
+        return SentenceFindings(organs, {o: result.status[o] for o in organs},
+                                {o: result.abnormalities[o] for o in organs})

@@ -1,0 +1,143 @@
+"""Accuracy of a report structurer on hand-labelled sentences and reports.
+
+The labelled file is JSON lines; a ``sentence`` row holds the expected ``organs`` and, per
+organ, ``status`` and ``abnormalities`` (organs without abnormality names may be left out);
+a ``report`` row holds ``status`` and ``abnormalities`` for the whole report::
+
+    {"id": "s001", "kind": "sentence", "text": "...", "organs": ["liver"],
+     "status": {"liver": "normal"}, "abnormalities": {}}
+    {"id": "r01", "kind": "report", "text": "...", "status": {...}, "abnormalities": {...}}
+
+Structurers are scored through their public ``structure()`` only (a sentence is structured as
+a one-sentence report), so a plugged-in structurer is scored the same way as the rule-based one.
+"""
+import json
+import os.path as osp
+
+from ctglip.utils.errors import DataError
+
+DEFAULT_DATA = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__))))), 'tests', 'data', 'report_sentences.jsonl')
+
+
+def load_labelled(path=DEFAULT_DATA):
+    """Read a labelled file; returns ``(sentences, reports)`` lists of dicts."""
+    sentences, reports = [], []
+    with open(path, encoding='utf-8') as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise DataError(f'{path} line {lineno}: invalid JSON ({e})') from None
+            kind = row.get('kind')
+            if kind not in ('sentence', 'report') or 'text' not in row:
+                raise DataError(f'{path} line {lineno}: needs "kind" ("sentence" or "report") '
+                                'and "text"')
+            (sentences if kind == 'sentence' else reports).append(row)
+    return sentences, reports
+
+
+def _prf(tp, n_pred, n_true):
+    p = tp / n_pred if n_pred else 1.0
+    r = tp / n_true if n_true else 1.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def _compare(expected_status, expected_abn, result):
+    """Counts for one item: organs, status and abnormality agreement."""
+    pred_status = result['status']
+    exp, pred = set(expected_status), set(pred_status)
+    both = exp & pred
+    status_ok = sum(pred_status[o] == expected_status[o] for o in both)
+    abn_ok = sum(set(result['abnormalities'].get(o, [])) == set(expected_abn.get(o, []))
+                 for o in both)
+    exp_names = {(o, n) for o, names in expected_abn.items() for n in names}
+    pred_names = {(o, n) for o, names in result['abnormalities'].items() for n in names}
+    return dict(exact=exp == pred, tp=len(both), n_pred=len(pred), n_true=len(exp),
+                status_ok=status_ok, abn_ok=abn_ok, pairs=len(both),
+                name_tp=len(exp_names & pred_names), name_pred=len(pred_names),
+                name_true=len(exp_names))
+
+
+def _summarise(counts):
+    total = {k: sum(c[k] for c in counts) for k in counts[0]} if counts else {}
+    if not counts:
+        return {}
+    p, r, f = _prf(total['tp'], total['n_pred'], total['n_true'])
+    ap, ar, af = _prf(total['name_tp'], total['name_pred'], total['name_true'])
+    pairs = total['pairs'] or 1
+    return dict(n=len(counts), organ_exact=total['exact'] / len(counts), organ_precision=p,
+                organ_recall=r, organ_f1=f, status_accuracy=total['status_ok'] / pairs,
+                abnormality_exact=total['abn_ok'] / pairs, abnormality_precision=ap,
+                abnormality_recall=ar, abnormality_f1=af)
+
+
+def score_structurer(structurer, sentences, reports=()):
+    """Score a structurer on labelled sentences and reports.
+
+    Metrics (``sentence`` and ``report`` levels):
+        * ``organ_exact``: share of items whose organ set is exactly right (sentences) /
+          whose set of organs with a status is exactly right (reports);
+        * ``organ_precision``/``organ_recall``/``organ_f1``: micro over (item, organ);
+        * ``status_accuracy``: normal/abnormal right, over organs both sides found;
+        * ``abnormality_exact``: abnormality names exactly right, over organs both found;
+        * ``abnormality_precision``/``_recall``/``_f1``: micro over (item, organ, name).
+
+    Returns:
+        dict: ``{'sentence': metrics, 'report': metrics, 'errors': [...]}`` where each error
+        names the item id and what differs.
+    """
+    out, errors = {}, []
+    for level, rows in (('sentence', sentences), ('report', reports)):
+        counts = []
+        for row in rows:
+            result = structurer.structure(row['text'])
+            if level == 'sentence':
+                expected_status = {o: row['status'][o] for o in row['organs']}
+            else:
+                expected_status = row['status']
+            c = _compare(expected_status, row.get('abnormalities', {}), result)
+            counts.append(c)
+            pred = result['status']
+            diff = {}
+            if not c['exact']:
+                diff['missing'] = sorted(set(expected_status) - set(pred))
+                diff['extra'] = sorted(set(pred) - set(expected_status))
+            wrong_status = sorted(o for o in set(pred) & set(expected_status)
+                                  if pred[o] != expected_status[o])
+            if wrong_status:
+                diff['status'] = {o: pred[o] for o in wrong_status}
+            wrong_abn = {o: result['abnormalities'].get(o, []) for o in set(pred) & set(
+                expected_status) if set(result['abnormalities'].get(o, [])) != set(
+                row.get('abnormalities', {}).get(o, []))}
+            if wrong_abn:
+                diff['abnormalities'] = wrong_abn
+            if diff:
+                errors.append(dict(id=row.get('id'), text=row['text'], **diff))
+        out[level] = _summarise(counts)
+    out['errors'] = errors
+    return out
+
+
+def markdown_table(scores, command):
+    """A Markdown table of :func:`score_structurer` output, with the command in a header line."""
+    rows = [('organ assignment, exact set', 'organ_exact'),
+            ('organ assignment, micro precision', 'organ_precision'),
+            ('organ assignment, micro recall', 'organ_recall'),
+            ('organ assignment, micro F1', 'organ_f1'),
+            ('normal/abnormal accuracy', 'status_accuracy'),
+            ('abnormality names, exact per organ', 'abnormality_exact'),
+            ('abnormality names, micro precision', 'abnormality_precision'),
+            ('abnormality names, micro recall', 'abnormality_recall'),
+            ('abnormality names, micro F1', 'abnormality_f1')]
+    sent, rep = scores.get('sentence', {}), scores.get('report', {})
+    lines = [f'`{command}`', '',
+             f'| metric | sentences (n={sent.get("n", 0)}) | reports (n={rep.get("n", 0)}) |',
+             '|---|---|---|']
+    for label, key in rows:
+        cells = [f'{m[key]:.3f}' if key in m else '-' for m in (sent, rep)]
+        lines.append(f'| {label} | {cells[0]} | {cells[1]} |')
+    return '\n'.join(lines)

@@ -1,0 +1,404 @@
+"""Zero-shot abnormality detection: AUC, and F1 / PPV / sensitivity at a calibrated threshold."""
+import json
+import logging
+import os
+import os.path as osp
+from collections import Counter
+from collections.abc import Mapping
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+
+from ctglip.datasets.organs import ABNORMALITIES, organ_group
+from ctglip.evaluation.functional import (THRESHOLD_RULES, auc, bootstrap_ci, confusion_counts,
+                                          rates_from_counts, select_threshold, weighted_auc)
+from ctglip.evaluation.metrics.zeroshot_organ import sample_field
+from ctglip.registry import METRICS
+from ctglip.utils.errors import ConfigError, DataError
+
+THRESHOLDS_FILE = 'abn_thresholds.json'
+_RATES = ('f1', 'ppv', 'sensitivity')
+_DEFAULT_ORDER = {(g, a): i for i, (g, a) in enumerate(
+    (g, a) for g, names in ABNORMALITIES.items() for a in names)}
+
+
+def load_thresholds(thresholds):
+    """Operating thresholds from a dict or a JSON file.
+
+    Args:
+        thresholds (Mapping | str): ``{abnormality: threshold}`` (keys may also be
+            ``group/abnormality``), or the path of a JSON file holding that object or the
+            object that :class:`ZeroShotAbnormalityDetection` writes (``{"thresholds": {...},
+            "rule": ...}``).
+
+    Returns:
+        dict: ``{abnormality: float}``.
+
+    Raises:
+        ConfigError: the file is missing or not such an object, or a value is not a finite
+            number.
+    """
+    source = 'thresholds'
+    if isinstance(thresholds, (str, os.PathLike)):
+        source = str(thresholds)
+        if not osp.isfile(source):
+            raise ConfigError(
+                f'ZeroShotAbnormalityDetection thresholds file {source!r} does not exist; '
+                'evaluate the validation split with thresholds=None and out_dir=DIR to write '
+                f'DIR/{THRESHOLDS_FILE}, then pass that file')
+        try:
+            with open(source) as f:
+                thresholds = json.load(f)
+        except ValueError as e:
+            raise ConfigError(f'thresholds file {source!r} is not valid JSON: {e}') from None
+        if isinstance(thresholds, Mapping) and isinstance(thresholds.get('thresholds'), Mapping):
+            thresholds = thresholds['thresholds']
+    if not isinstance(thresholds, Mapping):
+        raise ConfigError(f'{source}: expected {{abnormality: threshold}}, got '
+                          f'{type(thresholds).__name__}')
+    checked = {}
+    for name, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not np.isfinite(value):
+            raise ConfigError(f'{source}: the threshold of {name!r} must be a finite number, '
+                              f'got {value!r}')
+        checked[str(name)] = float(value)
+    return checked
+
+
+@METRICS.register_module()
+class ZeroShotAbnormalityDetection(BaseMetric):
+    """Zero-shot abnormality detection over (study, organ, abnormality) units.
+
+    A unit is one abnormality of an organ's group in one study: its score is
+    ``abn_scores[organ][abnormality]`` and its label whether the study's ground truth lists that
+    abnormality for that organ. Units of one abnormality are pooled over the organs of its group
+    (both kidneys, the five lung lobes) and over studies; an organ outside the organ groups of
+    :data:`~ctglip.datasets.organs.ORGAN_GROUPS` (custom prompts) is a group of its own.
+    Studies whose ``abnormalities`` is None are left out and counted.
+
+    Per abnormality: AUC, and F1, PPV and sensitivity at the operating threshold
+    (``score >= threshold`` is positive). The threshold is chosen on a calibration set (the
+    validation split) by ``threshold_rule`` (see :func:`~ctglip.evaluation.functional.
+    select_threshold`) and applied unchanged to the test split by passing ``thresholds``. With
+    ``thresholds=None`` they are chosen on the evaluated data itself (optimistic: the key
+    ``abn_thresholds_self_calibrated`` is 1.0 then) and written to
+    ``out_dir/abn_thresholds.json`` for a later test run. An abnormality with one class absent
+    is left out of the averages with a warning.
+
+    Metric keys (under ``prefix``): ``abn_auc``, ``abn_f1``, ``abn_ppv``, ``abn_sensitivity``
+    (macro over the evaluable abnormalities), ``abn_<m>_ci_low`` / ``abn_<m>_ci_high``
+    (percentile bootstrap over studies), ``abn_<m>/<group>`` (macro over the group's
+    abnormalities), ``abn_<m>/<group>/<abnormality>``, ``abn_threshold/<group>/<abnormality>``,
+    ``abn_thresholds_self_calibrated``, ``abn_num_studies``, ``abn_num_excluded_studies``,
+    ``abn_num_evaluable``. A radar picture of the per-group AUC (paper Figure 4h) is saved as
+    ``out_dir/abn_auc_radar.png`` and sent to the current mmengine Visualizer when one exists.
+
+    Args:
+        thresholds (Mapping | str, optional): ``{abnormality: threshold}`` or a JSON file of
+            it; None chooses them on the evaluated data.
+        threshold_rule (str): ``nearest_01`` (ROC point nearest (0, 1), the paper's rule),
+            ``max_f1`` or ``youden``; used when ``thresholds`` is None.
+        n_bootstrap (int): bootstrap resamples of studies for the confidence intervals; 0
+            turns them off.
+        seed (int): seed of the bootstrap.
+        ci_level (float): coverage of the confidence intervals.
+        out_dir (str, optional): folder for ``abn_thresholds.json`` and the radar picture.
+        prefix (str): the metric key prefix.
+        collect_device (str): ``cpu`` or ``gpu``, for gathering results across ranks.
+        collect_dir (str, optional): the folder used to gather results on cpu.
+
+    Example:
+        >>> val_evaluator = dict(type='ZeroShotAbnormalityDetection', out_dir='work_dirs/val')
+        >>> test_evaluator = dict(type='ZeroShotAbnormalityDetection',
+        ...                       thresholds='work_dirs/val/abn_thresholds.json')
+    """
+
+    default_prefix = 'zeroshot'
+
+    def __init__(self, thresholds=None, threshold_rule='nearest_01', n_bootstrap=1000, seed=0,
+                 ci_level=0.95, out_dir=None, prefix='zeroshot', collect_device='cpu',
+                 collect_dir=None):
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        if threshold_rule not in THRESHOLD_RULES:
+            raise ConfigError(f'ZeroShotAbnormalityDetection threshold_rule={threshold_rule!r} '
+                              f'is unknown; use one of {", ".join(THRESHOLD_RULES)}')
+        if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+            raise ConfigError(f'ZeroShotAbnormalityDetection n_bootstrap must be an integer '
+                              f'>= 0 (0 turns the confidence intervals off), got {n_bootstrap!r}')
+        if not 0 < ci_level < 1:
+            raise ConfigError(f'ZeroShotAbnormalityDetection ci_level must be in (0, 1), got '
+                              f'{ci_level!r}')
+        if isinstance(thresholds, Mapping):
+            thresholds = load_thresholds(thresholds)  # validate now; files are read at use
+        elif thresholds is not None and not isinstance(thresholds, (str, os.PathLike)):
+            raise ConfigError('ZeroShotAbnormalityDetection thresholds must be None, a dict '
+                              f'{{abnormality: threshold}} or a JSON path, got {thresholds!r}')
+        self.thresholds = thresholds
+        self.threshold_rule = threshold_rule
+        self.n_bootstrap = n_bootstrap
+        self.seed = seed
+        self.ci_level = ci_level
+        self.out_dir = out_dir
+
+    def process(self, data_batch, data_samples):
+        """Turn each study into its units (small arrays of groups, names, scores, labels).
+
+        Args:
+            data_batch: unused.
+            data_samples (Sequence[BaseDataElement | dict]): model outputs with ``abn_scores``
+                ``{organ: {abnormality: probability}}``, ground truth ``abnormalities``
+                ``{organ: [abnormality]}`` (None: study left out) and metainfo ``case_id``.
+        """
+        name = type(self).__name__
+        for sample in data_samples:
+            case = sample.get('case_id', '?')
+            truth = sample_field(sample, 'abnormalities', default=None)
+            if truth is None:
+                self.results.append(dict(excluded=True))
+                continue
+            truth = self._check_truth(case, truth)
+            abn_scores = sample_field(sample, 'abn_scores', metric=name)
+            if not isinstance(abn_scores, Mapping):
+                raise DataError(f'abn_scores of case {case!r} must be {{organ: {{abnormality: '
+                                f'probability}}}}, got {type(abn_scores).__name__}')
+            groups, names, scores, labels = [], [], [], []
+            for organ, organ_scores in abn_scores.items():
+                group = organ_group(organ) or organ
+                for abnormality, score in organ_scores.items():
+                    score = float(score)
+                    if not np.isfinite(score):
+                        raise DataError(f'abn_scores of case {case!r} has a non-finite score '
+                                        f'{score} for {organ!r} / {abnormality!r}; the model '
+                                        'output is broken')
+                    groups.append(group)
+                    names.append(abnormality)
+                    scores.append(score)
+                    labels.append(abnormality in truth.get(organ, ()))
+            unscored = [f'{organ}: {abnormality}' for organ, found in truth.items()
+                        for abnormality in found
+                        if abnormality not in abn_scores.get(organ, {})]
+            self.results.append(dict(
+                excluded=False, group=np.array(groups, dtype=str),
+                abnormality=np.array(names, dtype=str),
+                score=np.array(scores, dtype=np.float64), label=np.array(labels, dtype=bool),
+                unscored=unscored))
+
+    @staticmethod
+    def _check_truth(case, truth):
+        if not isinstance(truth, Mapping):
+            raise DataError(f'abnormalities of case {case!r} must be {{organ: [abnormality, '
+                            f'...]}} or None, got {type(truth).__name__}')
+        checked = {}
+        for organ, names in truth.items():
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise DataError(f'abnormalities of case {case!r}: {organ!r} must map to a list '
+                                f'of abnormality names, got {names!r}')
+            checked[organ] = set(names)
+        return checked
+
+    def compute_metrics(self, results):
+        """AUC / F1 / PPV / sensitivity per abnormality, group and overall, with bootstrap CIs.
+
+        Raises:
+            DataError: no abnormality has both positive and negative units.
+            ConfigError: ``thresholds`` is given but names none of the evaluable abnormalities.
+        """
+        included = [r for r in results if not r['excluded']]
+        n_excluded = len(results) - len(included)
+        if n_excluded:
+            print_log(f'zero-shot abnormality detection: {n_excluded} of {len(results)} studies '
+                      'have no ground truth (abnormalities is None) and are left out',
+                      logger='current', level=logging.WARNING)
+        self._report_unscored(included)
+        units = self._evaluable_units(included, n_excluded)
+        thresholds, self_calibrated = self._thresholds(units)
+        for unit in units:
+            unit['threshold'] = thresholds.get(unit['key'])
+
+        metrics = {}
+        per_unit = {m: {} for m in ('auc',) + _RATES}
+        for unit in units:
+            group, abnormality = unit['key']
+            values = dict(auc=auc(unit['score'], unit['label']))
+            if unit['threshold'] is not None:
+                counts = confusion_counts(unit['score'], unit['label'], unit['threshold'])
+                rates = rates_from_counts(counts['tp'], counts['fp'], counts['fn'])
+                values.update({m: float(rates[m]) for m in _RATES})
+                metrics[f'abn_threshold/{group}/{abnormality}'] = unit['threshold']
+            for m, value in values.items():
+                per_unit[m][unit['key']] = value
+                metrics[f'abn_{m}/{group}/{abnormality}'] = value
+        for m, values in per_unit.items():
+            if values:
+                metrics[f'abn_{m}'] = float(np.mean(list(values.values())))
+            for group in dict.fromkeys(g for g, _ in values):
+                metrics[f'abn_{m}/{group}'] = float(np.mean(
+                    [v for (g, _), v in values.items() if g == group]))
+        metrics.update(self._confidence_intervals(units, len(included)))
+        metrics['abn_thresholds_self_calibrated'] = float(self_calibrated)
+        metrics['abn_num_studies'] = len(included)
+        metrics['abn_num_excluded_studies'] = n_excluded
+        metrics['abn_num_evaluable'] = len(units)
+        self._log_table(units, per_unit)
+
+        if self_calibrated and self.out_dir:
+            self._write_thresholds(units, len(included))
+        groups = dict.fromkeys(g for g, _ in per_unit['auc'])
+        group_auc = {g: metrics[f'abn_auc/{g}'] for g in groups}
+        self._draw_radar(group_auc)
+        return metrics
+
+    @staticmethod
+    def _report_unscored(included):
+        unscored = Counter(s for r in included for s in r['unscored'])
+        if unscored:
+            shown = ', '.join(f'{name!r} x{n}' for name, n in unscored.most_common(10))
+            print_log(f'zero-shot abnormality detection: {sum(unscored.values())} ground-truth '
+                      'findings have no model score (the organ was not valid in the mask, or '
+                      f'the prompts do not name the abnormality) and are not counted: {shown}',
+                      logger='current', level=logging.WARNING)
+
+    def _evaluable_units(self, included, n_excluded):
+        """Group the units by (organ group, abnormality); keep those with both classes."""
+        if included:
+            study = np.concatenate([np.full(len(r['score']), i) for i, r in enumerate(included)])
+            group = np.concatenate([r['group'] for r in included])
+            name = np.concatenate([r['abnormality'] for r in included])
+            score = np.concatenate([r['score'] for r in included])
+            label = np.concatenate([r['label'] for r in included])
+        else:
+            study = group = name = score = label = np.zeros(0)
+        keys = sorted(set(zip(group.tolist(), name.tolist())),
+                      key=lambda k: (_DEFAULT_ORDER.get(k, len(_DEFAULT_ORDER)), k))
+        units, skipped = [], []
+        for key in keys:
+            mask = (group == key[0]) & (name == key[1])
+            n_pos = int(label[mask].sum())
+            n_neg = int(mask.sum()) - n_pos
+            n_studies = np.unique(study[mask]).size
+            if n_pos == 0 or n_neg == 0:
+                skipped.append(f'{key[1]!r} ({key[0]}): {n_pos} positive / {n_neg} negative')
+                print_log(f'zero-shot abnormality {key[1]!r} (organ group {key[0]}) has {n_pos} '
+                          f'positive and {n_neg} negative organ units in {n_studies} studies: '
+                          'AUC, F1, PPV and sensitivity are undefined, so it is left out of '
+                          'the averages', logger='current', level=logging.WARNING)
+                continue
+            units.append(dict(key=key, score=score[mask], label=label[mask], study=study[mask],
+                              n_pos=n_pos, n_neg=n_neg))
+        if not units:
+            why = ('; '.join(skipped) if skipped else
+                   'no study has abn_scores for an organ of an organ group')
+            raise DataError(
+                f'zero-shot abnormality detection has nothing to evaluate: {len(included)} '
+                f'studies with ground truth ({n_excluded} without, abnormalities=None), and no '
+                f'abnormality has both positive and negative organ units ({why}). Evaluate on a '
+                "split whose manifest fills the 'abnormalities' field and holds abnormal cases, "
+                'or remove ZeroShotAbnormalityDetection from the evaluator')
+        return units
+
+    def _thresholds(self, units):
+        """``{(group, abnormality): threshold}`` and whether they were chosen on this data."""
+        if self.thresholds is None:
+            print_log(f'zero-shot abnormality thresholds are chosen by {self.threshold_rule!r} '
+                      'on the data being evaluated (optimistic for a test split); pass '
+                      f'thresholds=<val out_dir>/{THRESHOLDS_FILE} to apply validation '
+                      'thresholds', logger='current', level=logging.WARNING)
+            return {u['key']: select_threshold(u['score'], u['label'], self.threshold_rule)
+                    for u in units}, True
+        given = load_thresholds(self.thresholds)
+        chosen, missing = {}, []
+        for unit in units:
+            group, abnormality = unit['key']
+            value = given.get(f'{group}/{abnormality}', given.get(abnormality))
+            if value is None:
+                missing.append(abnormality)
+            else:
+                chosen[unit['key']] = value
+        source = 'thresholds' if isinstance(self.thresholds, Mapping) else str(self.thresholds)
+        if not chosen:
+            raise ConfigError(f'{source} names none of the evaluated abnormalities '
+                              f'({", ".join(missing)}); it has {", ".join(sorted(given))}')
+        if missing:
+            print_log(f'{source} has no threshold for {", ".join(map(repr, missing))}: their '
+                      'F1, PPV and sensitivity are not computed (their AUC is)',
+                      logger='current', level=logging.WARNING)
+        return chosen, False
+
+    def _confidence_intervals(self, units, n_studies):
+        """Percentile bootstrap CIs of the four macro metrics, resampling studies."""
+        if not self.n_bootstrap:
+            return {}
+        names = ('auc',) + _RATES
+
+        def statistic(weights):
+            per = np.full((len(weights), len(names), len(units)), np.nan)
+            for j, unit in enumerate(units):
+                w = weights[:, unit['study']]
+                label = unit['label']
+                n_pos = w @ label.astype(np.float64)
+                defined = (n_pos > 0) & (w.sum(1) - n_pos > 0)
+                per[:, 0, j] = np.where(defined, weighted_auc(unit['score'], label, w), np.nan)
+                if unit['threshold'] is not None:
+                    pred = unit['score'] >= unit['threshold']
+                    tp = w @ (pred & label).astype(np.float64)
+                    fp = w @ (pred & ~label).astype(np.float64)
+                    rates = rates_from_counts(tp, fp, n_pos - tp)
+                    for i, m in enumerate(_RATES, 1):
+                        per[:, i, j] = np.where(defined, rates[m], np.nan)
+            count = np.isfinite(per).sum(-1)
+            total = np.nansum(per, -1)
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+        low, high, n_valid = bootstrap_ci(statistic, n_studies, self.n_bootstrap, self.seed,
+                                          self.ci_level)
+        out = {}
+        for i, m in enumerate(names):
+            if n_valid[i] == 0:
+                continue  # no threshold metrics (thresholds missing) or no defined resample
+            out[f'abn_{m}_ci_low'] = float(low[i])
+            out[f'abn_{m}_ci_high'] = float(high[i])
+        return out
+
+    @staticmethod
+    def _log_table(units, per_unit):
+        lines = [f'{"group":<14}{"abnormality":<30}{"pos":>6}{"neg":>7}{"AUC":>8}{"thr":>8}'
+                 f'{"F1":>8}{"PPV":>8}{"sens":>8}']
+        for unit in units:
+            key = unit['key']
+            cells = [per_unit[m].get(key) for m in ('auc',)] + [unit['threshold']] + \
+                [per_unit[m].get(key) for m in _RATES]
+            lines.append(f'{key[0]:<14}{key[1]:<30}{unit["n_pos"]:>6}{unit["n_neg"]:>7}'
+                         + ''.join(f'{c:>8.3f}' if c is not None else f'{"-":>8}'
+                                   for c in cells))
+        print_log('zero-shot abnormality detection:\n' + '\n'.join(lines), logger='current')
+
+    def _write_thresholds(self, units, n_studies):
+        names = [u['key'][1] for u in units]
+        thresholds = {}
+        for unit in units:
+            group, abnormality = unit['key']
+            key = abnormality if names.count(abnormality) == 1 else f'{group}/{abnormality}'
+            thresholds[key] = unit['threshold']
+        os.makedirs(self.out_dir, exist_ok=True)
+        path = osp.join(self.out_dir, THRESHOLDS_FILE)
+        with open(path, 'w') as f:
+            json.dump(dict(rule=self.threshold_rule, num_studies=n_studies,
+                           note='chosen on the evaluated data; pass this file as '
+                                'ZeroShotAbnormalityDetection(thresholds=...) for the test split',
+                           thresholds=thresholds), f, indent=2)
+        print_log(f'zero-shot abnormality thresholds written to {path}', logger='current')
+
+    def _draw_radar(self, group_auc):
+        from ctglip.visualization.plots import add_image_to_visualizer, has_visualizer, plot_radar
+        if not group_auc or not (self.out_dir or has_visualizer()):
+            return
+        path = osp.join(self.out_dir, 'abn_auc_radar.png') if self.out_dir else None
+        try:
+            image = plot_radar({self.prefix or 'model': group_auc}, path=path)
+        except Exception as e:  # noqa: BLE001 - a picture must not cost the metrics
+            print_log(f'could not draw the abnormality AUC radar ({path or "no file"}): {e!r}',
+                      logger='current', level=logging.WARNING)
+            return
+        add_image_to_visualizer(f'{self.prefix or "zeroshot"}/abn_auc_radar', image)

@@ -1,0 +1,304 @@
+"""MiT3D: a hierarchical 3D transformer (SegFormer / UniMiSS style) with an all-MLP decoder."""
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from mmengine.model import BaseModule
+from timm.layers import DropPath, trunc_normal_
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ctglip.models.backbones.base import check_input, resolve_arch
+from ctglip.registry import BACKBONES
+
+# Architecture presets, as data: one entry per stage (4 stages). Stage ``i`` tokens sit at
+# stride ``prod(patch_strides[:i + 1])``; its attention keys/values are reduced by
+# ``sr_ratios[i]`` per axis (``sr_ratios[i] ** 3`` fewer tokens).
+_B0 = dict(embed_dims=(32, 64, 160, 256), num_heads=(1, 2, 5, 8), depths=(2, 2, 2, 2),
+           mlp_ratios=(4, 4, 4, 4), sr_ratios=(8, 4, 2, 1), patch_sizes=(7, 3, 3, 3),
+           patch_strides=(4, 2, 2, 2), decoder_dim=256)
+MIT3D_PRESETS = {
+    # Unit tests: one block per stage, first stage at stride 2, size_divisor 16.
+    'tiny': dict(embed_dims=(8, 16, 32, 32), num_heads=(1, 1, 2, 2), depths=(1, 1, 1, 1),
+                 mlp_ratios=(2, 2, 2, 2), sr_ratios=(4, 2, 1, 1), patch_sizes=(3, 3, 3, 3),
+                 patch_strides=(2, 2, 2, 2), decoder_dim=16),
+    # CPU demo: trains at 64^3, batch 2, on two CPU cores in about a second per step; the
+    # fused map is at stride 2 (32^3 for a 64^3 input), like the small nnU-Net's.
+    'small': dict(embed_dims=(16, 32, 64, 128), num_heads=(1, 2, 4, 8), depths=(1, 1, 2, 1),
+                  mlp_ratios=(4, 4, 4, 4), sr_ratios=(8, 4, 2, 1), patch_sizes=(3, 3, 3, 3),
+                  patch_strides=(2, 2, 2, 2), decoder_dim=64),
+    # SegFormer-B0 sizes in 3D (about 6.3 M parameters; 3D kernels make it larger than 2D).
+    'b0': _B0,
+    # The paper does not give its MiT's size; we default to B0 (UniMiSS's MiT is of that
+    # scale). Name 'b0' in a config to be explicit.
+    'paper': _B0,
+}
+_ARCH_KEYS = ('embed_dims', 'num_heads', 'depths', 'mlp_ratios', 'sr_ratios', 'patch_sizes',
+              'patch_strides', 'decoder_dim')
+
+
+class OverlapPatchEmbed3d(nn.Module):
+    """Overlapping patch embedding: strided conv3d (kernel > stride) then LayerNorm.
+
+    ``B x C_in x D x H x W`` -> tokens ``B x N x C`` and the grid ``(d, h, w)``.
+    """
+
+    def __init__(self, in_channels, embed_dim, patch_size, stride):
+        super().__init__()
+        self.proj = nn.Conv3d(in_channels, embed_dim, patch_size, stride=stride,
+                              padding=patch_size // 2)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x):
+        x = self.proj(x)
+        grid = tuple(x.shape[2:])
+        return self.norm(rearrange(x, 'b c d h w -> b (d h w) c')), grid
+
+
+class SpatialReductionAttention3d(nn.Module):
+    """Multi-head self-attention whose keys/values come from a grid reduced by ``sr_ratio``.
+
+    The reduction (a conv3d with kernel = stride = ``sr_ratio``, then LayerNorm) cuts the cost
+    from N^2 to N^2 / sr_ratio^3, which is what makes attention on CT grids affordable.
+    """
+
+    def __init__(self, dim, num_heads, sr_ratio=1, attn_drop=0., proj_drop=0.):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'MiT3D: embed dim {dim} is not divisible by num_heads {num_heads}.')
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.sr_ratio = sr_ratio
+        if sr_ratio > 1:
+            self.sr = nn.Conv3d(dim, dim, sr_ratio, stride=sr_ratio)
+            self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x, grid):
+        """``x``: ``B x N x C`` tokens on ``grid`` (d, h, w); returns ``B x N x C``."""
+        q = rearrange(self.q(x), 'b n (h c) -> b h n c', h=self.num_heads)
+        kv_in = x
+        if self.sr_ratio > 1:
+            d, h, w = grid
+            kv_in = rearrange(x, 'b (d h w) c -> b c d h w', d=d, h=h, w=w)
+            kv_in = self.norm(rearrange(self.sr(kv_in), 'b c d h w -> b (d h w) c'))
+        k, v = rearrange(self.kv(kv_in), 'b n (two h c) -> two b h n c', two=2,
+                         h=self.num_heads)
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+        return self.proj_drop(self.proj(rearrange(out, 'b h n c -> b n (h c)')))
+
+
+class MixFFN3d(nn.Module):
+    """Mix-FFN: Linear - depthwise conv3d (3^3) - GELU - Linear.
+
+    The depthwise conv gives the tokens positional information, so MiT needs no position
+    embedding and accepts any input size. (timm's ``Mlp`` has no conv between its layers.)
+    """
+
+    def __init__(self, dim, hidden_dim, drop=0.):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.dwconv = nn.Conv3d(hidden_dim, hidden_dim, 3, padding=1, groups=hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x, grid):
+        d, h, w = grid
+        x = rearrange(self.fc1(x), 'b (d h w) c -> b c d h w', d=d, h=h, w=w)
+        x = rearrange(self.dwconv(x), 'b c d h w -> b (d h w) c')
+        return self.drop(self.fc2(self.drop(self.act(x))))
+
+
+class MiTBlock3d(nn.Module):
+    """Pre-norm transformer block: spatial-reduction attention then Mix-FFN, with DropPath."""
+
+    def __init__(self, dim, num_heads, mlp_ratio, sr_ratio, drop=0., attn_drop=0.,
+                 drop_path=0.):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SpatialReductionAttention3d(dim, num_heads, sr_ratio, attn_drop, drop)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = MixFFN3d(dim, int(dim * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, grid):
+        x = x + self.drop_path(self.attn(self.norm1(x), grid))
+        return x + self.drop_path(self.ffn(self.norm2(x), grid))
+
+
+class MiTStage3d(nn.Module):
+    """One resolution stage: patch embedding, blocks, LayerNorm; returns ``B x C x d x h x w``."""
+
+    def __init__(self, in_channels, dim, num_heads, depth, mlp_ratio, sr_ratio, patch_size,
+                 stride, drop, attn_drop, drop_paths):
+        super().__init__()
+        self.patch_embed = OverlapPatchEmbed3d(in_channels, dim, patch_size, stride)
+        self.blocks = nn.ModuleList(
+            MiTBlock3d(dim, num_heads, mlp_ratio, sr_ratio, drop, attn_drop, dp)
+            for dp in drop_paths[:depth])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        x, grid = self.patch_embed(x)
+        for block in self.blocks:
+            x = block(x, grid)
+        d, h, w = grid
+        return rearrange(self.norm(x), 'b (d h w) c -> b c d h w', d=d, h=h, w=w)
+
+
+class AllMLPDecoder3d(nn.Module):
+    """SegFormer's all-MLP decoder in 3D: project every stage to ``dim``, upsample to stage 1's
+    grid (trilinear), concatenate, fuse with a 1^3 conv - InstanceNorm - GELU.
+
+    ``[B x C_i x d_i x h_i x w_i]`` -> ``B x dim x d_1 x h_1 x w_1``.
+    """
+
+    def __init__(self, in_channels, dim):
+        super().__init__()
+        self.proj = nn.ModuleList(nn.Conv3d(c, dim, 1) for c in in_channels)
+        self.fuse = nn.Sequential(
+            nn.Conv3d(dim * len(in_channels), dim, 1, bias=False),
+            nn.InstanceNorm3d(dim, affine=True),
+            nn.GELU())
+
+    def forward(self, feats):
+        size = feats[0].shape[2:]
+        maps = []
+        for proj, feat in zip(self.proj, feats):
+            feat = proj(feat)
+            if feat.shape[2:] != size:
+                feat = F.interpolate(feat, size=size, mode='trilinear', align_corners=False)
+            maps.append(feat)
+        return self.fuse(torch.cat(maps, dim=1))
+
+
+@BACKBONES.register_module()
+class MiT3D(BaseModule):
+    """Mix Transformer in 3D (SegFormer's MiT, as UniMiSS uses it for CT) with an MLP decoder.
+
+    Four stages, each an overlapping patch embedding (strided conv3d) followed by transformer
+    blocks with spatial-reduction attention and Mix-FFN. The all-MLP decoder fuses the four
+    stage maps at stage 1's resolution into the grounded map that organ masks are pooled on.
+
+    Levels: 0-3 are the four stage maps (stage ``i``: ``embed_dims[i]`` channels, stride
+    ``level_strides[i]``), level 4 is the fused decoder map (the grounded map).
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'b0'``, ``'paper'`` (see
+            ``MIT3D_PRESETS``) or a dict with the keys of a preset (``embed_dims``,
+            ``num_heads``, ``depths``, ``mlp_ratios``, ``sr_ratios``, ``patch_sizes``,
+            ``patch_strides``: 4 entries each; ``decoder_dim``: int); ``base='<preset>'``
+            plus some keys overrides a preset.
+        in_channels (int): channels of the input volume (1 for CT).
+        out_indices (Sequence[int] | None): levels to return, as a tuple in this order;
+            ``None`` returns the fused map alone (a tensor).
+        drop_rate (float): dropout after attention projections and in the FFN.
+        attn_drop_rate (float): dropout on attention weights.
+        drop_path_rate (float): stochastic depth, rising linearly over all blocks to this.
+        with_cp (bool): gradient checkpointing per stage (trades compute for memory).
+        init_cfg (dict | list | None): mmengine init config, e.g. a ``Pretrained`` checkpoint.
+
+    Attributes:
+        out_channels (int): channels C of the grounded (fused) map, ``decoder_dim``.
+        out_stride (int): input size / grounded map size (stage 1's stride).
+        size_divisor (int): D, H, W of the input must be multiples of it: the total stride,
+            and stage ``i``'s stride times ``sr_ratios[i]`` so that key/value reduction tiles
+            the grid exactly. The data preprocessor pads to it.
+        level_channels (tuple[int]), level_strides (tuple[int]): per level (0-4).
+
+    Shapes:
+        input ``B x in_channels x D x H x W`` float; output ``B x out_channels x D/s x H/s x
+        W/s`` with ``s = out_stride``, or a tuple over ``out_indices``.
+
+    Example:
+        >>> net = MiT3D('tiny')
+        >>> net(torch.zeros(2, 1, 16, 16, 16)).shape
+        torch.Size([2, 16, 8, 8, 8])
+    """
+
+    num_stages = 4
+
+    def __init__(self, arch='small', in_channels=1, out_indices=None, drop_rate=0.,
+                 attn_drop_rate=0., drop_path_rate=0.1, with_cp=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        arch = resolve_arch(arch, MIT3D_PRESETS, _ARCH_KEYS, type(self).__name__)
+        per_stage = {k: tuple(arch[k]) for k in _ARCH_KEYS if k != 'decoder_dim'}
+        bad = {k: v for k, v in per_stage.items() if len(v) != self.num_stages}
+        if bad:
+            raise ValueError(f'MiT3D: arch needs {self.num_stages} entries (one per stage) in '
+                             f'each of {list(per_stage)}; got {bad}.')
+        self.arch = arch
+        self.with_cp = with_cp
+        strides = per_stage['patch_strides']
+        stage_strides = tuple(math.prod(strides[:i + 1]) for i in range(self.num_stages))
+        self.size_divisor = math.lcm(stage_strides[-1], *(
+            s * r for s, r in zip(stage_strides, per_stage['sr_ratios'])))
+        self.out_channels = int(arch['decoder_dim'])
+        self.out_stride = stage_strides[0]
+        self.level_channels = tuple(per_stage['embed_dims']) + (self.out_channels,)
+        self.level_strides = stage_strides + (self.out_stride,)
+        if out_indices is not None:
+            out_indices = tuple(int(i) for i in out_indices)
+            if not out_indices or any(not 0 <= i <= self.num_stages for i in out_indices):
+                raise ValueError(f'MiT3D: out_indices={out_indices} must be levels in 0..'
+                                 f'{self.num_stages} (0-3 the stages, {self.num_stages} the '
+                                 'fused decoder map).')
+        self.out_indices = out_indices
+
+        total_depth = sum(per_stage['depths'])
+        drop_paths = torch.linspace(0, drop_path_rate, total_depth).tolist()
+        self.stages = nn.ModuleList()
+        prev, start = in_channels, 0
+        for i in range(self.num_stages):
+            depth = per_stage['depths'][i]
+            self.stages.append(MiTStage3d(
+                prev, per_stage['embed_dims'][i], per_stage['num_heads'][i], depth,
+                per_stage['mlp_ratios'][i], per_stage['sr_ratios'][i],
+                per_stage['patch_sizes'][i], strides[i], drop_rate, attn_drop_rate,
+                drop_paths[start:start + depth]))
+            prev, start = per_stage['embed_dims'][i], start + depth
+        self.decoder = AllMLPDecoder3d(per_stage['embed_dims'], self.out_channels)
+        self.apply(self._init_module)
+
+    @staticmethod
+    def _init_module(m):
+        # SegFormer's initialisation: truncated normal for linears, fan-out normal for convs.
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv3d):
+            fan_out = math.prod(m.kernel_size) * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        """Encode a CT batch.
+
+        Args:
+            x (Tensor): ``B x in_channels x D x H x W``; D, H, W multiples of ``size_divisor``.
+
+        Returns:
+            Tensor | tuple[Tensor]: the fused map ``B x out_channels x d x h x w``, or the maps
+            of ``out_indices``.
+        """
+        check_input(x, self.size_divisor, type(self).__name__)
+        feats = []
+        for stage in self.stages:
+            if self.with_cp and self.training and torch.is_grad_enabled():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+            feats.append(x)
+        fused = self.decoder(feats)
+        if self.out_indices is None:
+            return fused
+        levels = feats + [fused]
+        return tuple(levels[i] for i in self.out_indices)

@@ -1,0 +1,188 @@
+"""Organ-cell overlap of a label map with a feature grid, and the base class of organ poolers.
+
+Every organ pooler reduces a feature map over the feature cells that each organ covers. The
+overlap is kept sparse, as one row per (study, organ, cell) that share voxels, with the voxel
+count as weight: a dense ``B x (K+1) x cells`` matrix would need ~1 GB per study at 104 organs
+and a 128^3 grid, while the sparse rows never outnumber the labelled voxels or (in practice)
+a small multiple of the cells.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ctglip.utils.errors import ConfigError
+
+
+@dataclass
+class OrganCells:
+    """Which feature cells each organ covers, and by how many voxels.
+
+    One row ``p`` per (study, organ, cell) with at least one voxel of the organ in the cell.
+
+    Attributes:
+        batch (LongTensor): ``P``, study index ``b``.
+        cell (LongTensor): ``P``, flat cell index into ``d * h * w``.
+        segment (LongTensor): ``P``, ``b * K + k`` with ``k`` the 0-based organ index
+            (label ``k + 1``); the row of ``B*K x ...`` outputs this pair adds to.
+        voxels (Tensor): ``P`` float, number of the organ's voxels in the cell (input
+            resolution), the area weight of exact masked averaging.
+        organ_voxels (Tensor): ``B x K`` float, voxels of each organ (the sum of its weights).
+        num_organs (int): K.
+    """
+
+    batch: torch.Tensor
+    cell: torch.Tensor
+    segment: torch.Tensor
+    voxels: torch.Tensor
+    organ_voxels: torch.Tensor
+    num_organs: int
+
+    @property
+    def num_segments(self):
+        """``B * K``."""
+        return self.organ_voxels.numel()
+
+    def gather(self, cells):
+        """Rows of a ``B x N x C`` per-cell tensor, one per pair: ``P x C``."""
+        return cells[self.batch, self.cell]
+
+    def segment_sum(self, values):
+        """Sum ``P x ...`` values per (study, organ): ``B*K x ...``, zeros for absent organs."""
+        out = values.new_zeros((self.num_segments,) + tuple(values.shape[1:]))
+        return out.index_add_(0, self.segment, values)
+
+    def segment_max(self, values):
+        """Max of ``P x C`` values per (study, organ): ``B*K x C``, zeros for absent organs."""
+        out = values.new_zeros(self.num_segments, values.shape[1])
+        index = self.segment[:, None].expand_as(values)
+        return out.scatter_reduce(0, index, values, 'amax', include_self=False)
+
+    def weighted_mean(self, values):
+        """Voxel-weighted mean of ``P x C`` values per (study, organ): ``B*K x C``.
+
+        Equals the plain mean over the organ's voxels of the feature of the cell each voxel
+        lies in (nearest upsampling of the features, then masked mean). Absent organs get 0.
+        """
+        sums = self.segment_sum(values * self.voxels[:, None])
+        return sums / self.organ_voxels.reshape(-1, 1).clamp(min=1)
+
+
+def feature_cells(feats):
+    """``B x C x d x h x w`` -> ``B x (d*h*w) x C`` in float32 (pooled sums stay exact in AMP)."""
+    return feats.flatten(2).transpose(1, 2).float()
+
+
+def organ_cells(organ_label, grid, num_organs):
+    """Overlap of an organ label map with a feature grid.
+
+    Args:
+        organ_label (LongTensor): ``B x D x H x W`` (or ``B x 1 x D x H x W``), values in
+            ``0..K`` (0 = background, ``k`` = organ ``k`` of the vocabulary).
+        grid (tuple[int]): the feature grid ``(d, h, w)``; D, H, W must be integer multiples
+            of it (equal sizes are fine).
+        num_organs (int): K.
+
+    Returns:
+        OrganCells: the sparse (study, organ, cell) overlap with voxel counts.
+
+    Raises:
+        ValueError: the label map is not integer-typed, its size is not a multiple of the
+            grid, or it holds labels outside ``0..K``.
+    """
+    if organ_label.dim() == 5 and organ_label.shape[1] == 1:
+        organ_label = organ_label[:, 0]
+    if organ_label.dim() != 4:
+        raise ValueError(f'organ_label must be B x D x H x W, got shape '
+                         f'{tuple(organ_label.shape)}.')
+    if organ_label.is_floating_point() or organ_label.dtype == torch.bool:
+        raise ValueError(f'organ_label must hold integer labels (long), got {organ_label.dtype}; '
+                         'resample label maps with nearest-neighbour interpolation.')
+    size = tuple(organ_label.shape[1:])
+    grid = tuple(int(g) for g in grid)
+    if len(grid) != 3 or any(g < 1 or s % g for s, g in zip(size, grid)):
+        raise ValueError(f'organ_label size {size} (shape {tuple(organ_label.shape)}) is not an '
+                         f'integer multiple of the feature grid {grid}; pad the image and the '
+                         "label map together to the backbone's size_divisor.")
+    if organ_label.numel():
+        low, high = int(organ_label.min()), int(organ_label.max())
+        if low < 0 or high > num_organs:
+            raise ValueError(f'organ_label values span {low}..{high} but num_organs={num_organs} '
+                             f'allows 0..{num_organs}; map the label scheme into the organ '
+                             'vocabulary first.')
+    batch_size = organ_label.shape[0]
+    device = organ_label.device
+    factors = [s // g for s, g in zip(size, grid)]
+    d, h, w = grid
+    cz, cy, cx = (torch.arange(s, device=device) // f for s, f in zip(size, factors))
+    cell_of_voxel = (cz[:, None, None] * h + cy[None, :, None]) * w + cx[None, None, :]
+
+    foreground = organ_label > 0
+    batch = torch.arange(batch_size, device=device).view(-1, 1, 1, 1).expand_as(organ_label)
+    segment = batch[foreground] * num_organs + (organ_label[foreground] - 1)
+    cell = cell_of_voxel.expand_as(organ_label)[foreground]
+    num_cells = d * h * w
+    keys, counts = torch.unique(segment * num_cells + cell, return_counts=True)
+    segment = keys // num_cells
+    voxels = counts.float()
+    organ_voxels = torch.zeros(batch_size * num_organs, device=device).index_add_(
+        0, segment, voxels).view(batch_size, num_organs)
+    return OrganCells(batch=segment // num_organs, cell=keys % num_cells, segment=segment,
+                      voxels=voxels, organ_voxels=organ_voxels, num_organs=num_organs)
+
+
+class BaseOrganPooler(nn.Module):
+    """Base of the poolers that turn a feature map and an organ label map into organ embeddings.
+
+    Contract (what ``CTGLIP`` relies on)::
+
+        organ_embeds, valid = pooler(feats, organ_label, num_organs=K)
+        # feats: B x C x d x h x w; organ_label: B x D x H x W long, 0..K
+        # organ_embeds: B x K' x out_channels(C) float32; valid: B x K' bool
+
+    ``K' = K`` for organ poolers. An organ is valid when it has at least ``min_voxels`` voxels
+    (at the label map's resolution); invalid organs get all-zero embeddings, never NaN, so the
+    loss masks them out with ``valid``.
+
+    Args:
+        min_voxels (int): fewest voxels of an organ for it to count as present (>= 1).
+        num_organs (int | None): K, the organ vocabulary size; the model passes it at build
+            time. ``forward``'s ``num_organs`` overrides it.
+        in_channels (int | None): C of the feature map; the model passes it at build time.
+            Poolers without parameters only keep it for ``out_channels()``.
+    """
+
+    def __init__(self, min_voxels=1, num_organs=None, in_channels=None):
+        super().__init__()
+        if int(min_voxels) < 1:
+            raise ConfigError(f'{type(self).__name__}: min_voxels={min_voxels} must be >= 1 '
+                              '(an organ with no voxel has nothing to pool).')
+        self.min_voxels = int(min_voxels)
+        self.num_organs = num_organs
+        self.in_channels = in_channels
+
+    def out_channels(self, in_channels):
+        """Channels of the pooled embeddings for a ``in_channels``-channel feature map."""
+        return in_channels
+
+    def _num_organs(self, num_organs):
+        num_organs = self.num_organs if num_organs is None else num_organs
+        if num_organs is None:
+            raise ValueError(f'{type(self).__name__}: num_organs is unknown; pass num_organs=K '
+                             'to the constructor or to forward.')
+        return int(num_organs)
+
+    def _cells(self, feats, organ_label, num_organs):
+        if feats.dim() != 5:
+            raise ValueError(f'{type(self).__name__} expects feats B x C x d x h x w, got shape '
+                             f'{tuple(feats.shape)}.')
+        if organ_label.shape[0] != feats.shape[0]:
+            raise ValueError(f'{type(self).__name__}: feats batch {tuple(feats.shape)} and '
+                             f'organ_label batch {tuple(organ_label.shape)} differ.')
+        return organ_cells(organ_label, feats.shape[2:], self._num_organs(num_organs))
+
+    def _finish(self, pooled, cells):
+        """``B*K x C'`` -> (``B x K x C'`` zeroed where invalid, ``B x K`` valid)."""
+        valid = cells.organ_voxels >= self.min_voxels
+        pooled = pooled.view(*valid.shape, -1)
+        return torch.where(valid[..., None], pooled, pooled.new_zeros(())), valid

@@ -1,0 +1,3 @@
+from .backbone import ExampleConvEncoder3D
+
+__all__ = ['ExampleConvEncoder3D']

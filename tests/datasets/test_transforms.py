@@ -1,0 +1,62 @@
+"""ctglip's own transforms: label-swapping flip, organ-aware crop, packing."""
+import numpy as np
+import torch
+
+from ctglip.datasets.organs import organ_vocabulary, readable_name, swap_side
+from ctglip.datasets.transforms import RandFlipLR, RandOrganCrop
+from ctglip.datasets.transforms.processing import crop_or_pad, swap_laterality_words
+
+VOCAB = organ_vocabulary()
+
+
+def label_of(name):
+    return VOCAB.index(name) + 1
+
+
+def test_flip_swaps_left_and_right_organs_and_texts():
+    label = torch.zeros(1, 8, 4, 4, dtype=torch.long)
+    label[0, :2] = label_of('kidney_left')
+    label[0, 6:] = label_of('liver')
+    results = dict(image=label.float(), organ_label=label.clone(),
+                   findings={'kidney_left': ['A stone in the left kidney.']},
+                   abnormalities={'kidney_left': ['kidney stone']},
+                   report='A stone in the left kidney. Right kidney normal.')
+    out = RandFlipLR(prob=1.0)(results)
+    flipped = out['organ_label'][0]
+    assert (flipped[6:] == label_of('kidney_right')).all()  # moved and renamed
+    assert (flipped[:2] == label_of('liver')).all()  # unpaired organ keeps its name
+    assert out['findings'] == {'kidney_right': ['A stone in the right kidney.']}
+    assert out['abnormalities'] == {'kidney_right': ['kidney stone']}
+    assert out['report'] == 'A stone in the right kidney. Left kidney normal.'
+
+
+def test_swap_side_covers_all_paired_organs():
+    paired = [o for o in VOCAB if 'left' in o or 'right' in o]
+    assert all(swap_side(swap_side(o, VOCAB), VOCAB) == o for o in paired)
+    assert swap_side('lung_middle_lobe_right', VOCAB) == 'lung_middle_lobe_right'
+    assert swap_side('kidney_left', VOCAB) == 'kidney_right'
+    assert sum(swap_side(o, VOCAB) != o for o in VOCAB) == len(paired) - 1
+    assert swap_side('rib_left_3') == 'rib_right_3'
+    assert readable_name('lung_upper_lobe_left') == 'upper lobe of the left lung'
+    assert readable_name('inferior_vena_cava') == 'inferior vena cava'
+
+
+def test_laterality_words():
+    assert swap_laterality_words('Left lobe, right lobe') == 'Right lobe, left lobe'
+    assert swap_laterality_words('bright') == 'bright'
+
+
+def test_organ_crop_keeps_organs_and_pads():
+    np.random.seed(0)
+    label = torch.zeros(1, 40, 40, 10, dtype=torch.long)
+    label[0, 30:34, 30:34, 4:6] = 5
+    out = RandOrganCrop((16, 16, 16))(dict(image=label.float(), organ_label=label))
+    assert out['organ_label'].shape == (1, 16, 16, 16)
+    assert (out['organ_label'] == 5).sum() == 32  # the whole organ is inside the crop
+
+
+def test_crop_or_pad():
+    x = torch.arange(4 * 4 * 4).view(1, 4, 4, 4)
+    out = crop_or_pad(x, np.array([2, 0, 0]), np.array([4, 4, 4]))
+    assert out.shape == (1, 4, 4, 4) and (out[0, 2:] == 0).all()
+    assert torch.equal(out[0, :2], x[0, 2:])

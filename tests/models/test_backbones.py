@@ -1,0 +1,134 @@
+"""Tests of the 3D backbones: shapes per preset, multi-level outputs, size errors, backward."""
+import math
+
+import pytest
+import torch
+
+from ctglip.models.backbones.mit3d import MIT3D_PRESETS, MiT3D
+from ctglip.models.backbones.nnunet import NNUNET_PRESETS, NNUNetEncoder3D
+from ctglip.registry import BACKBONES
+from ctglip.utils.errors import ConfigError
+
+
+def _input(size, batch=2):
+    return torch.randn(batch, 1, size, size, size)
+
+
+@pytest.mark.parametrize('arch', sorted(NNUNET_PRESETS))
+def test_nnunet_presets_describe_their_output(arch):
+    net = NNUNetEncoder3D(arch)
+    chans = NNUNET_PRESETS[arch]['channels']
+    strides = NNUNET_PRESETS[arch]['strides']
+    assert net.out_channels == chans[0]
+    assert net.out_stride == strides[0]
+    assert net.size_divisor == math.prod(strides)
+    assert net.level_channels == tuple(chans)
+
+
+def test_nnunet_tiny_output_shape():
+    net = NNUNetEncoder3D('tiny')
+    out = net(_input(16))
+    assert isinstance(out, torch.Tensor)
+    assert out.shape == (2, net.out_channels, 16, 16, 16)
+
+
+def test_nnunet_out_indices_returns_levels_in_order():
+    net = NNUNetEncoder3D('tiny', out_indices=(2, 0))
+    outs = net(_input(16))
+    assert isinstance(outs, tuple) and len(outs) == 2
+    assert outs[0].shape == (2, 32, 4, 4, 4)
+    assert outs[1].shape == (2, 8, 16, 16, 16)
+
+
+def test_nnunet_grounded_level_stops_decoder_early():
+    net = NNUNetEncoder3D('tiny', grounded_level=1)
+    assert (net.out_channels, net.out_stride) == (16, 2)
+    assert net(_input(16)).shape == (2, 16, 8, 8, 8)
+    assert 'level0' not in net.decoder
+
+
+def test_nnunet_custom_arch_dict_and_base_override():
+    net = NNUNetEncoder3D(dict(channels=(4, 8), strides=(2, 2), convs_per_stage=1))
+    assert (net.out_channels, net.out_stride, net.size_divisor) == (4, 2, 4)
+    assert net(_input(8)).shape == (2, 4, 4, 4, 4)
+    net = NNUNetEncoder3D(dict(base='tiny', channels=(4, 8, 16)))
+    assert net.out_channels == 4
+
+
+def test_nnunet_bad_arch_raises_config_error():
+    with pytest.raises(ConfigError, match='tiny'):
+        NNUNetEncoder3D('huge')
+    with pytest.raises(ConfigError, match='missing'):
+        NNUNetEncoder3D(dict(channels=(4, 8)))
+
+
+def test_nnunet_bad_input_size_names_the_shape():
+    net = NNUNetEncoder3D('tiny')
+    with pytest.raises(ValueError, match=r'\(16, 18, 16\).*size_divisor=4'):
+        net(torch.zeros(1, 1, 16, 18, 16))
+    with pytest.raises(ValueError, match='B x C x D x H x W'):
+        net(torch.zeros(1, 16, 16, 16))
+
+
+def test_nnunet_backward_reaches_first_layer():
+    net = NNUNetEncoder3D('tiny', with_cp=True)
+    net(_input(8)).square().mean().backward()
+    first = net.encoder[0][0][0].weight
+    assert first.grad is not None and first.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('cls', [NNUNetEncoder3D, MiT3D])
+def test_backbones_are_registered(cls):
+    net = BACKBONES.build(dict(type=cls.__name__, arch='tiny'))
+    assert isinstance(net, cls)
+
+
+@pytest.mark.parametrize('arch', sorted(MIT3D_PRESETS))
+def test_mit_presets_describe_their_output(arch):
+    net = MiT3D(arch)
+    spec = MIT3D_PRESETS[arch]
+    assert net.out_channels == spec['decoder_dim']
+    assert net.out_stride == spec['patch_strides'][0]
+    assert net.size_divisor % math.prod(spec['patch_strides']) == 0
+    assert net.level_channels[:4] == tuple(spec['embed_dims'])
+
+
+def test_mit_tiny_output_shape():
+    net = MiT3D('tiny')
+    out = net(_input(16))
+    assert isinstance(out, torch.Tensor)
+    assert out.shape == (2, net.out_channels, 8, 8, 8)
+
+
+def test_mit_non_cubic_input():
+    net = MiT3D('tiny')
+    assert net(torch.randn(1, 1, 16, 32, 48)).shape == (1, 16, 8, 16, 24)
+
+
+def test_mit_out_indices_returns_stages_and_fused_map():
+    net = MiT3D('tiny', out_indices=(0, 3, 4))
+    outs = net(_input(16))
+    assert [o.shape for o in outs] == [(2, 8, 8, 8, 8), (2, 32, 1, 1, 1), (2, 16, 8, 8, 8)]
+    with pytest.raises(ValueError, match='out_indices'):
+        MiT3D('tiny', out_indices=(5,))
+
+
+def test_mit_bad_input_size_names_the_shape():
+    net = MiT3D('tiny')
+    with pytest.raises(ValueError, match=r'\(16, 16, 24\).*size_divisor=16'):
+        net(torch.zeros(1, 1, 16, 16, 24))
+
+
+def test_mit_bad_arch():
+    with pytest.raises(ConfigError, match='b0'):
+        MiT3D('b9')
+    with pytest.raises(ValueError, match='4 entries'):
+        MiT3D(dict(base='tiny', depths=(1, 1, 1)))
+
+
+def test_mit_backward_reaches_patch_embedding():
+    net = MiT3D('tiny', drop_path_rate=0.2, with_cp=True)
+    net(_input(16)).square().mean().backward()
+    first = net.stages[0].patch_embed.proj.weight
+    assert first.grad is not None and first.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in net.parameters())

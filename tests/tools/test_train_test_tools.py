@@ -1,0 +1,91 @@
+"""tools/train.py and tools/test.py end to end on the tiny config, and their one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+TINY = 'configs/tests/tiny_ctglip.py'
+
+
+def run_tool(args, **kwargs):
+    return subprocess.run([sys.executable] + args, cwd=REPO, capture_output=True, text=True,
+                          **kwargs)
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_bert, tiny_data, tmp_path_factory):
+    """Train 4 iterations (validating at 2 and 4), then resume to 6."""
+    work = tmp_path_factory.mktemp('train') / 'work'
+    common = ['--work-dir', str(work), '--data-root', tiny_data, '--cfg-options',
+              f'model.text_encoder.model_path={tiny_bert}']
+    first = run_tool(['tools/train.py', TINY] + common)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_tool(['tools/train.py', TINY, '--resume'] + common
+                       + ['train_cfg.max_iters=6'])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return work, first.stdout + first.stderr, resumed.stdout + resumed.stderr, common
+
+
+def test_train_writes_checkpoints_and_validates(trained):
+    work, log, _, _ = trained
+    assert (work / 'iter_4.pth').is_file()  # iter_2 was rotated out (max_keep_ckpts=2)
+    assert (work / 'last_checkpoint').read_text().strip().endswith('iter_6.pth')
+    assert 'zeroshot/organ_top1' in log and 'zeroshot/abn_auc' in log
+    assert 'temperature' in log and 'loss_diagnosis' in log
+    # TensorBoard events are written
+    assert list(work.rglob('events.out.tfevents*'))
+
+
+def test_resume_continues_from_the_last_checkpoint(trained):
+    work, _, log, _ = trained
+    assert 'resumed' in log.lower() and 'iter_4.pth' in log
+    assert 'Iter(train) [5/6]' in log and 'Iter(train) [1/6]' not in log
+    assert (work / 'iter_6.pth').is_file()
+
+
+def test_test_tool_writes_metrics_json(trained, tmp_path):
+    work, _, _, common = trained
+    out = tmp_path / 'metrics.json'
+    proc = run_tool(['tools/test.py', TINY, str(work / 'iter_6.pth'), '--out-metrics', str(out)]
+                    + common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(out.read_text())
+    for key in ('zeroshot/organ_top1', 'zeroshot/organ_top5', 'zeroshot/abn_auc',
+                'zeroshot/abn_f1', 'zeroshot/abn_ppv', 'zeroshot/abn_sensitivity'):
+        assert key in metrics and 0.0 <= metrics[key] <= 1.0
+    # thresholds were chosen on the validation split and applied to test
+    assert metrics['zeroshot/abn_thresholds_self_calibrated'] == 0.0
+    assert (work / 'val_calibration' / 'abn_thresholds.json').is_file()
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--cfg-options', 'model.pooler.type=OrganMaskPoler'], "did you mean 'OrganMaskPooler'"),
+    (['--cfg-options', 'model.backbone.arch=huge'], "arch='huge' is not a preset"),
+    (['--cfg-options', 'model.pooler.min_voxel=3'], 'unexpected keyword argument'),
+])
+def test_wrong_config_gives_one_line_error(tiny_bert, tiny_data, tmp_path, extra, message):
+    proc = run_tool(['tools/train.py', TINY, '--work-dir', str(tmp_path), '--data-root',
+                     tiny_data] + extra)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+
+
+def test_missing_config_and_data_root(tmp_path):
+    from ctglip.utils.cli import run_cli
+    sys.path.insert(0, REPO)
+    from tools import train  # noqa: E402
+    assert run_cli(train.main, ['configs/nope.py']) == 2
+    assert run_cli(train.main, [TINY, '--data-root', str(tmp_path)]) == 2
+
+
+def test_missing_checkpoint(tiny_data, capsys):
+    from ctglip.utils.cli import run_cli
+    sys.path.insert(0, REPO)
+    from tools import test as test_tool  # noqa: E402
+    assert run_cli(test_tool.main, [TINY, 'nope.pth', '--data-root', tiny_data]) == 2
+    assert 'checkpoint nope.pth does not exist' in capsys.readouterr().err

@@ -1,0 +1,168 @@
+"""Benchmark the 3D backbones: parameters, time of a training step, peak memory, as Markdown.
+
+Usage::
+
+    python tools/benchmarks/backbone_speed.py [--backbones NNUNetEncoder3D MiT3D]
+        [--presets tiny small] [--size 64] [--batch 2] [--steps 5] [--warmup 2]
+        [--threads 2] [--device cpu]
+
+A training step is: zero grads, forward, a mean-square loss on the grounded map, backward,
+an AdamW step. Its time is the mean (and standard deviation) over ``--steps`` steps after
+``--warmup`` steps; the median and the minimum are printed too, since on a shared machine
+other processes inflate single steps (the minimum is the closest to the cost alone). Every (backbone, preset) runs in a fresh process, so its memory is its
+own. Memory on CPU is the growth of the process's peak resident set size (``ru_maxrss``)
+from just before the first step to the end: it counts everything the steps make the process
+hold (activations kept for backward, gradients, optimizer state, allocator caches), not only
+live tensors, which is what decides whether a machine can run it. On CUDA it is
+``torch.cuda.max_memory_allocated`` over the steps, minus what was allocated before them.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+DEFAULT_BACKBONES = ('NNUNetEncoder3D', 'MiT3D')
+DEFAULT_PRESETS = ('tiny', 'small')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--backbones', nargs='+', default=list(DEFAULT_BACKBONES))
+    parser.add_argument('--presets', nargs='+', default=list(DEFAULT_PRESETS))
+    parser.add_argument('--size', type=int, default=64, help='input is size^3')
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--steps', type=int, default=5, help='timed steps')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
+    parser.add_argument('--threads', type=int, default=2, help='torch CPU threads')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--worker', nargs=2, metavar=('BACKBONE', 'PRESET'),
+                        help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _max_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def measure(backbone, preset, args):
+    """Build one backbone and time its training steps; returns a dict of results."""
+    import torch
+
+    from ctglip.registry import BACKBONES
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = BACKBONES.build(dict(type=backbone, arch=preset)).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    size = -(-args.size // model.size_divisor) * model.size_divisor
+    images = torch.randn(args.batch, 1, size, size, size, device=device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        feats = model(images)
+        feats.float().square().mean().backward()
+        optimizer.step()
+        return feats.shape
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        mem_before = torch.cuda.memory_allocated() / 2**20
+    else:
+        mem_before = _max_rss_mib()
+    for _ in range(args.warmup):
+        shape = step()
+    times = []
+    for _ in range(args.steps):
+        sync()
+        start = time.perf_counter()
+        shape = step()
+        sync()
+        times.append(time.perf_counter() - start)
+    if device.type == 'cuda':
+        peak = torch.cuda.max_memory_allocated() / 2**20 - mem_before
+    else:
+        peak = _max_rss_mib() - mem_before
+    return dict(backbone=backbone, preset=preset, size=size,
+                params=sum(p.numel() for p in model.parameters()),
+                out_shape=list(shape[1:]), out_stride=model.out_stride,
+                time_mean=statistics.mean(times),
+                time_std=statistics.stdev(times) if len(times) > 1 else 0.0,
+                time_median=statistics.median(times), time_min=min(times),
+                peak_mib=peak)
+
+
+def run_worker(backbone, preset, args):
+    """Measure in a fresh interpreter so that peak memory is this configuration's own."""
+    cmd = [sys.executable, os.path.abspath(__file__), '--worker', backbone, preset,
+           '--size', str(args.size), '--batch', str(args.batch), '--steps', str(args.steps),
+           '--warmup', str(args.warmup), '--threads', str(args.threads),
+           '--device', args.device]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if result.returncode:
+        raise RuntimeError(f'{backbone}/{preset} failed:\n{result.stderr}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_table(rows, args, command):
+    """The results as a Markdown table, headed by the command, date and machine."""
+    import torch
+
+    memory = ('peak CUDA alloc. (MiB)' if args.device.startswith('cuda')
+              else 'peak RSS growth (MiB)')
+    lines = [
+        f'### Backbone training step, batch {args.batch}, {args.size}^3 input, '
+        f'{args.device}, {args.threads} threads',
+        '',
+        f'`{command}`, {datetime.datetime.now().isoformat(timespec="minutes")}, '
+        f'torch {torch.__version__}, {_cpu_name()} ({os.cpu_count()} CPUs visible), '
+        f'mean of {args.steps} steps after {args.warmup} warm-up',
+        '',
+        f'| backbone | preset | params | grounded map (C x d x h x w) | stride | '
+        f'step time (s), mean ± std | median | min | {memory} |',
+        '|---|---|---:|---|---:|---:|---:|---:|---:|',
+    ]
+    for r in rows:
+        c, *grid = r['out_shape']
+        lines.append(
+            f"| {r['backbone']} | {r['preset']} | {r['params'] / 1e6:.2f} M | "
+            f"{c} x {' x '.join(map(str, grid))} | {r['out_stride']} | "
+            f"{r['time_mean']:.2f} ± {r['time_std']:.2f} | {r['time_median']:.2f} | "
+            f"{r['time_min']:.2f} | {r['peak_mib']:.0f} |")
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(*args.worker, args)))
+        return
+    rows = [run_worker(b, p, args) for b in args.backbones for p in args.presets]
+    command = 'python ' + ' '.join([os.path.relpath(__file__)] + sys.argv[1:])
+    print(format_table(rows, args, command))
+
+
+if __name__ == '__main__':
+    main()
