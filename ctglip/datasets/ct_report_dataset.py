@@ -56,6 +56,9 @@ class CTReportDataset(BaseDataset):
         # Build transforms from ctglip's registry so the dataset works without a default scope.
         kwargs['pipeline'] = [TRANSFORMS.build(t) if isinstance(t, dict) else t
                               for t in kwargs.get('pipeline', [])]
+        for t in kwargs['pipeline']:  # a relative preprocessing cache lives in the dataset
+            if hasattr(t, 'cache_dir') and not osp.isabs(t.cache_dir):
+                t.cache_dir = osp.join(data_root, t.cache_dir)
         super().__init__(data_root=data_root, **kwargs)
 
     # -- reading the manifest ---------------------------------------------------------------

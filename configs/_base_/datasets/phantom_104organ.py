@@ -8,12 +8,16 @@ crop_size = (64, 64, 64)  # voxels
 hu_window = (-1000.0, 1000.0)  # HU mapped to [0, 1]
 spatial_keys = ['image', 'organ_label', 'tumor_mask']
 
+# Decode, reorient to RAS, resample and window once per study; cached inside the dataset folder
+# (rebuilt when these settings or the files change). tools/preprocess.py fills it up front.
 load_pipeline = [
-    dict(type='LoadCTStudy', organ_vocab=organ_vocab),
-    dict(type='Spacingd', keys=spatial_keys, pixdim=spacing,
-         mode=('bilinear', 'nearest', 'nearest'), allow_missing_keys=True),
-    dict(type='ScaleIntensityRanged', keys=['image'], a_min=hu_window[0], a_max=hu_window[1],
-         b_min=0.0, b_max=1.0, clip=True),
+    dict(type='CachedPreprocess', cache_dir='.cache/preprocessed', transforms=[
+        dict(type='LoadCTStudy', organ_vocab=organ_vocab),
+        dict(type='Spacingd', keys=spatial_keys, pixdim=spacing,
+             mode=('bilinear', 'nearest', 'nearest'), allow_missing_keys=True),
+        dict(type='ScaleIntensityRanged', keys=['image'], a_min=hu_window[0],
+             a_max=hu_window[1], b_min=0.0, b_max=1.0, clip=True),
+    ]),
 ]
 train_pipeline = load_pipeline + [
     dict(type='RandOrganCrop', spatial_size=crop_size),

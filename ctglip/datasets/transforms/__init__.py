@@ -8,6 +8,7 @@ import monai.transforms as _mt
 
 from ctglip.registry import TRANSFORMS
 
+from .caching import CachedPreprocess
 from .loading import LoadCTStudy, read_organ_mask, read_volume
 from .processing import CenterPadCrop, PackCTInputs, RandFlipLR, RandOrganCrop
 
@@ -18,5 +19,5 @@ MONAI_TRANSFORMS = ('Orientationd', 'Spacingd', 'ScaleIntensityRanged', 'CropFor
 for _name in MONAI_TRANSFORMS:
     TRANSFORMS.register_module(name=_name, module=getattr(_mt, _name), force=True)
 
-__all__ = ['LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop', 'CenterPadCrop',
+__all__ = ['CachedPreprocess', 'LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop', 'CenterPadCrop',
            'RandFlipLR', 'PackCTInputs', 'MONAI_TRANSFORMS']
