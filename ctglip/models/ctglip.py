@@ -42,12 +42,18 @@ class CTGLIP(BaseModel):
         test_pooler: pooler for ``predict`` (vanilla CLIP is evaluated on organ-pooled
             features: ``dict(type='OrganMaskPooler')``); None uses ``pooler``.
         prompts: zero-shot prompt JSON (format in DESIGN.md); None for the shipped default.
+        nonfinite: what a NaN or infinite loss or gradient does: ``stop`` (raise, naming the
+            iteration, the term and the last good checkpoint) or ``skip`` (drop the batch
+            and count it in the logged ``skipped_batches``).
+        log_texts: log the texts of the first training batch (debugging only: report text
+            is patient data and never goes to logs by default).
         data_preprocessor: defaults to ``CTDataPreprocessor`` padded to the backbone stride.
     """
 
     def __init__(self, backbone, pooler, text_encoder, losses, organ_vocab='totalseg_v1',
                  embed_dim=256, projection=None, init_temperature=0.07, max_logit_scale=100.0,
-                 test_pooler=None, prompts=None, data_preprocessor=None, init_cfg=None):
+                 test_pooler=None, prompts=None, nonfinite='stop', log_texts=False,
+                 data_preprocessor=None, init_cfg=None):
         self.backbone_cfg = backbone
         backbone = BACKBONES.build(backbone)
         if data_preprocessor is None:
@@ -84,6 +90,11 @@ class CTGLIP(BaseModel):
         self.losses = nn.ModuleList(LOSSES.build(cfg) for cfg in losses)
         self.prompts_file = prompts or DEFAULT_PROMPTS
         self.prompts = load_prompts(self.prompts_file)
+        if nonfinite not in ('stop', 'skip'):
+            raise ConfigError(f"model.nonfinite={nonfinite!r}; use 'stop' or 'skip'.")
+        self.nonfinite = nonfinite
+        self.skipped_batches = 0
+        self.log_texts = log_texts
 
     # -- shared pieces -------------------------------------------------------------------------
     @property
@@ -112,6 +123,51 @@ class CTGLIP(BaseModel):
         return getattr(pooler or self.pooler, 'is_global', False)
 
     # -- training ------------------------------------------------------------------------------
+    def train_step(self, data, optim_wrapper):
+        """mmengine's train step with a guard against NaN or infinite losses and gradients."""
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses = self._run_forward(data, mode='loss')
+        parsed, log_vars = self.parse_losses(losses)
+        bad = [k for k, v in losses.items() if k.startswith('loss') and
+               not bool(torch.isfinite(v).all())]
+        if bad:
+            return self._non_finite(f'loss term {bad[0]} = {float(losses[bad[0]].detach())}',
+                                    optim_wrapper, log_vars)
+        from mmengine.optim import AmpOptimWrapper
+        if isinstance(optim_wrapper, AmpOptimWrapper):  # its scaler skips inf steps itself
+            optim_wrapper.update_params(parsed)
+        else:
+            optim_wrapper.backward(optim_wrapper.scale_loss(parsed))
+            for name, p in self.named_parameters():
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    return self._non_finite(f'gradient of {name}', optim_wrapper, log_vars)
+            if optim_wrapper.should_update():
+                optim_wrapper.step()
+                optim_wrapper.zero_grad()
+        log_vars['skipped_batches'] = float(self.skipped_batches)
+        return log_vars
+
+    def _non_finite(self, what, optim_wrapper, log_vars):
+        from mmengine.logging import MessageHub, print_log
+
+        from ctglip.utils.errors import NonFiniteLossError
+        hub = MessageHub.get_current_instance()
+        iteration = hub.get_info('iter', 0) + 1
+        if self.nonfinite == 'stop':
+            last = hub.get_info('last_ckpt') or 'none saved yet'
+            raise NonFiniteLossError(
+                f'non-finite {what} at iteration {iteration}; last good checkpoint: {last}. '
+                "Fix: lower the learning rate or check the data; model.nonfinite='skip' drops "
+                'such batches instead.')
+        optim_wrapper.zero_grad()
+        self.skipped_batches += 1
+        print_log(f'skipped batch at iteration {iteration}: non-finite {what} '
+                  f'({self.skipped_batches} skipped so far)', logger='current', level=30)
+        log_vars = {k: v for k, v in log_vars.items() if k != 'loss'}
+        log_vars['skipped_batches'] = float(self.skipped_batches)
+        return log_vars
+
     def forward(self, inputs, data_samples=None, mode='tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
@@ -134,6 +190,10 @@ class CTGLIP(BaseModel):
                 for b, k in torch.nonzero(valid).tolist()]
         image_embeds = F.normalize(self.image_proj(embeds[valid]).float(), dim=-1)
         studies = [_study(s) for s in data_samples]
+        if self.log_texts:  # debugging only; off by default (patient data)
+            from mmengine.logging import print_log
+            print_log(f'texts of this batch: {studies}', logger='current')
+            self.log_texts = False
         # Gather rows of all ranks; study indices are offset by the studies before them.
         offset = gather_objects([len(studies)])
         base = sum(offset[:_rank()]) if len(offset) > 1 else 0

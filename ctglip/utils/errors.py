@@ -22,3 +22,12 @@ class UnknownTypeError(CTGLIPError, KeyError):
 
 class DataError(CTGLIPError, ValueError):
     """A case of a dataset is unreadable or inconsistent: names the case, the file and the fix."""
+
+
+class CheckpointError(CTGLIPError, FileNotFoundError):
+    """A checkpoint is missing, truncated or corrupt: names it and the newest other one."""
+
+
+class NonFiniteLossError(CTGLIPError, FloatingPointError):
+    """Training met a NaN or infinite loss or gradient: names the iteration, the term and the
+    last good checkpoint."""

@@ -1,1 +1,4 @@
 """Hooks of ctglip's training runs."""
+from .rng_state import RNGStateHook
+
+__all__ = ['RNGStateHook']

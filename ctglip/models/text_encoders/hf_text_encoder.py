@@ -116,8 +116,12 @@ class HFTextEncoder(nn.Module):
     def _encode(self, texts, device):
         outs = []
         for i in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(texts[i:i + self.batch_size], padding=True, truncation=True,
-                                    max_length=self.max_length, return_tensors='pt').to(device)
+            # A frozen encoder pads every sentence to max_length, so a sentence's embedding
+            # does not depend on which other sentences shared its batch (exact resume).
+            tokens = self.tokenizer(texts[i:i + self.batch_size],
+                                    padding='max_length' if self.frozen else True,
+                                    truncation=True, max_length=self.max_length,
+                                    return_tensors='pt').to(device)
             hidden = self.model(**tokens).last_hidden_state
             if self.pooling == 'cls':
                 outs.append(hidden[:, 0])
