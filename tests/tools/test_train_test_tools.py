@@ -89,3 +89,17 @@ def test_missing_checkpoint(tiny_data, capsys):
     from tools import test as test_tool  # noqa: E402
     assert run_cli(test_tool.main, [TINY, 'nope.pth', '--data-root', tiny_data]) == 2
     assert 'checkpoint nope.pth does not exist' in capsys.readouterr().err
+
+
+def test_no_report_text_in_logs_tensorboard_or_checkpoints(trained):
+    """Privacy: report sentences never leave the dataset folder by default."""
+    from ctglip.testing.data import ABNORMAL, NORMAL
+    work = trained[0]
+    sentences = [s for _, s in ABNORMAL.values()] + list(NORMAL.values())
+    files = [p for p in work.rglob('*') if p.is_file()]
+    assert any(p.suffix == '.pth' for p in files) and any('tfevents' in p.name for p in files)
+    for path in files:
+        blob = path.read_bytes()
+        for sentence in sentences:
+            assert sentence.encode() not in blob, f'report text found in {path}'
+    assert sentences[0] not in trained[1] and sentences[0] not in trained[2]  # console

@@ -56,7 +56,7 @@ _TERMS = (
     _t('mass', r'cystic (?:mass\w*|neoplasm\w*|tumou?r\w*)|mass(?:es)?(?! effect)|tumou?rs?|'
                r'neoplasm\w*|neoplastic|malignan\w*|metasta\w*|\w*carcinoma\w*|hepatoma|lymphoma|'
                r'hemangioma\w*|haemangioma\w*|adenomas?|focal nodular hyperplasia|myelolipoma\w*|'
-               r'pheochromocytoma|angiomyolipoma\w*|sarcoma|incidentaloma|IPMN'),
+               r'pheochromocytoma|angiomyolipoma\w*|sarcoma|incidentaloma'),
     _t('mass', r'HCC|FNH|RCC|AML', case=True),
     _t('cyst', r'(?:pseudo)?cysts?|cystic(?! (?:duct|artery))'),
     _t('lesion', r'lesions?|hypodens\w*|hypoattenuat\w*|low[- ](?:attenuation|density) '
@@ -64,12 +64,14 @@ _TERMS = (
                  r'hyperattenuat\w*|foc(?:us|i)'),
     _t('lesion hypoenhancing', r'hypoenhanc\w*|hypovascular'),
     _t('steatosis', r'steatosis|steatotic|steatohepatitis|fatty (?:liver|infiltration|infiltrate|'
-                    r'change|changes|deposition|sparing)|fat(?:ty)? infiltration|hepatic fat|'
-                    r'(?:diffuse(?:ly)? )?(?:decreased|low|reduced) (?:hepatic |liver |parenchymal )?'
+                    r'change|changes|deposition|sparing)|fatty|fat(?:ty)? infiltration|hepatic fat|'
+                    r'(?:diffuse(?:ly)? )?(?:decreased|low|reduced) '
+                    r'(?:hepatic |liver |parenchymal )?'
                     r'(?:attenuation|density)|diffuse(?:ly)? (?:hypodens\w*|hypoattenuat\w*)'),
     _t('calcification', r'calcifi\w*|calcific'),
     _t('calcification granuloma', r'granulomas?|granulomata|granulomatous'),
-    _t('stone', r'stones?|calcul(?:us|i)|\w*lithiasis|gallstones?|nephroliths?|uroliths?|calculous'),
+    _t('stone', r'stones?|calcul(?:us|i)|\w*lithiasis|gallstones?|nephroliths?|uroliths?|'
+                r'calculous'),
     _t('thickening', r'thicken\w*'),
     _t('thickening wall_cue', r'thick-walled|mural thickening|wall edema'),
     _t('enlarged', r'enlarg\w*|\w+megaly|increased in size|bulky'),
@@ -85,7 +87,8 @@ _TERMS = (
                 r'tree-in-bud|mosaic attenuation|air-?space (?:disease|opacit\w*)|embol\w*|'
                 r'thrombo\w*|thrombus|thrombi|filling defects?|aneurysm\w*|dissection|stenos[ie]s|'
                 r'stenotic|occlu\w*|atheroscl\w*|atheromat\w*|plaques?|fractur\w*|degenerat\w*|'
-                r'spondyl\w*|osteophyt\w*|\w*listhesis|sclero(?:tic|sis)|\w+sclerosis|lytic|blastic|'
+                r'spondyl\w*|osteophyt\w*|\w*listhesis|sclero(?:tic|sis)|\w+sclerosis|lytic|'
+                r'blastic|'
                 r'lytic-destructive|destructi\w*|erosi\w*|osteopeni\w*|osteopor\w*|wedg\w*|'
                 r'deformit\w*|height loss|schmorl\w*|narrowing|narrowed|herniat\w*|hernias?|'
                 r'diverticul\w*|\w+itis|inflamm\w*|edema\w*|oedema|stranding|abscess\w*|'
@@ -98,7 +101,8 @@ _TERMS = (
                 r'cirrho\w*|sludge|polyps?|(?:free|peri\w+) fluid|fluid collections?|ascites|'
                 r'pneumatosis|free air|pneumoperitoneum|bone island|enostosis|sequela\w*|'
                 r'volume loss|scoliosis|kyphosis|transition point|lymphadenopathy|adenopathy|'
-                r'hyperemi\w*|thrombos[ie]s'),
+                r'hyperemi\w*|thrombos[ie]s|IPMN|malrotat\w*|ectopic|horseshoe|duplex|duplicat\w*|'
+                r'agenesis|patulous|spondylolys\w*|defects?'),
     # cues: make no organ abnormal, only decide between cyst and mass for an ambiguous lesion
     _t('cyst_cue', r'simple|fluid[- ](?:attenuation|density|attenuating)|water[- ]'
                    r'(?:attenuation|density)|near[- ]water|non-?enhancing|without (?:internal )?'
@@ -158,9 +162,9 @@ def find_terms(clause):
         list[Term]: in text order.
 
     Example:
-        >>> [(clause[t.start:t.end], t.negated) for clause in ['No cyst; stable nodule.']
-        ...  for t in find_terms(clause)]
-        [('cyst', True), ('nodule', False)]
+        >>> clause = 'Stable nodule without calcification'
+        >>> [(clause[t.start:t.end], t.negated) for t in find_terms(clause)]
+        [('nodule', False), ('calcification', True)]
     """
     found = []
     for kinds, regex, abnormal in _TERMS:
@@ -204,7 +208,8 @@ def find_terms(clause):
 
 _CLAUSE_BREAK = re.compile(
     r';|\s+(?:but|however|although|though|whereas|while|except(?: for)?|apart from|aside from|'
-    r'other than|otherwise|with the exception of)\b|,\s*(?:which|however)\b|\s+which\b',
+    r'other than|otherwise|with the exception of)\b|,\s*(?:which|however)\b|\s+which\b|'
+    r',\s*(?=the (?:largest|biggest|dominant)\b)',
     _I)
 _JOIN_BREAK = re.compile(r'(?:,\s*and|\s+and|,)\s+(?=(?:the|there|a|an|it|no)\b)', _I)
 _VERB = re.compile(r'\b(?:is|are|was|were|has|have|had|contains?|shows?|demonstrates?|measures?|'
@@ -241,8 +246,8 @@ def vocabulary_names(organ, kinds, cues):
     Args:
         organ: a TotalSegmentator v1 organ name.
         kinds: kinds of the non-negated abnormal terms that belong to the organ.
-        cues: kinds of the non-negated cues of the clause (``cyst_cue``, ``mass_cue``,
-            ``duct_cue``, ``collecting_cue``, ``wall_cue``).
+        cues: kinds of every non-negated term and cue of the clause (``cyst_cue``,
+            ``mass_cue``, ``duct_cue``, ``collecting_cue``, ``wall_cue``, ...).
 
     Returns:
         list[str]: names from ``ABNORMALITIES[organ_group(organ)]`` (empty for organs outside

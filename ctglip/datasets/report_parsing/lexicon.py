@@ -89,15 +89,17 @@ class _Entry:
     fixed_side: Optional[str] = None
     require_side: bool = False
     scope: Tuple[str, ...] = ()
+    context: Optional['re.Pattern'] = None   # the entry counts only in sentences matching it
 
 
 def _entry(pattern, templates=(), *, case=False, implied=False, generic=False, fixed_side=None,
-           require_side=False, scope=()):
+           require_side=False, scope=(), context=None):
     flags = 0 if case else re.IGNORECASE
     if isinstance(templates, str):
         templates = (templates,)
     return _Entry(re.compile(rf'\b(?:{pattern})\b', flags), tuple(templates), implied, generic,
-                  fixed_side, require_side, tuple(scope))
+                  fixed_side, require_side, tuple(scope),
+                  re.compile(context, re.IGNORECASE) if context else None)
 
 
 def resolve_side(templates, side):
@@ -133,9 +135,11 @@ def _entries():
         e(r'portal[- ]venous phase|(?:late |early )?arterial phase|(?:portal )?venous phase|'
           r'delayed phase|nephrographic phase|excretory phase|pyelographic phase'),
         e(r'renal (?:arter(?:y|ies)|veins?|vessels?|vasculature)'),
-        e(r'(?:superior|inferior) mesenteric (?:arter(?:y|ies)|veins?)|celiac (?:axis|arter(?:y|ies)|trunk)'),
+        e(r'(?:superior|inferior) mesenteric (?:arter(?:y|ies)|veins?)|'
+          r'celiac (?:axis|arter(?:y|ies)|trunk)'),
         e(r'SMA|SMV|IMA|IMV|SVC|CBD|UVJ', case=True),
         e(r'superior vena cava|(?:splenic|hepatic|gastric|gastroduodenal|cystic) arter(?:y|ies)'),
+        e(r'intra-?\s*(?:and|or|/)\s*extrahepatic(?: bil\w+)?(?: duct\w*)?', 'liver'),
         e(r'common bile duct|common hepatic duct|cystic duct|choledoch\w*|'
           r'extrahepatic (?:bile |biliary )?(?:ducts?|ductal|tree)?'),
         e(r'main ?stem bronch\w*|main bronch\w*'),
@@ -146,6 +150,7 @@ def _entries():
         e(r'ureterovesical junction|ureters?|ureteral|ureteric'),
         e(r'lymph nodes?|lymphadenopathy'),
         # --- colon before liver/spleen (hepatic/splenic flexure)
+        e(r'small (?:and|or) large (?:bowel|intestines?)', ('small_bowel', 'colon')),
         e(r'hepatic flexure|splenic flexure|(?:ascending|descending|transverse|right|left) colon|'
           r'colon(?:s|ic)?|large (?:bowel|intestines?)|ca?ecum|ca?ecal|rectosigmoid|sigmoid|rectum|'
           r'rectal|colitis|proctitis|colectomy', 'colon'),
@@ -158,25 +163,30 @@ def _entries():
         e(r'IVC', 'inferior_vena_cava', case=True),
         e(r'pulmonary (?:arter(?:y|ies|ial)|trunk|embol\w*|thromboembol\w*)', 'pulmonary_artery'),
         e(r'PE', 'pulmonary_artery', case=True),
-        e(r'aorto-?(?:bi-?)?iliac|aortobifemoral', ('aorta', 'iliac_artery_left', 'iliac_artery_right')),
+        e(r'aorto-?(?:bi-?)?iliac|aortobifemoral',
+          ('aorta', 'iliac_artery_left', 'iliac_artery_right')),
         e(r'aort(?:a|ic)|AAA', 'aorta'),
-        e(r'(?:common |external |internal )?iliac (?:arter(?:y|ies)|arterial)', 'iliac_artery_{side}'),
+        e(r'iliac vessels?|iliac arter(?:y|ies) and veins?|iliac veins? and arter(?:y|ies)',
+          ('iliac_artery_{side}', 'iliac_vena_{side}')),
+        e(r'(?:common |external |internal )?iliac (?:arter(?:y|ies)|arterial)',
+          'iliac_artery_{side}'),
         e(r'(?:common |external |internal )?iliac (?:veins?|vena|venous)', 'iliac_vena_{side}'),
-        e(r'iliac vessels?', ('iliac_artery_{side}', 'iliac_vena_{side}')),
         # --- heart
-        e(r'heart myocardium|myocardium of the heart|myocardi(?:um|al)|myocarditis', 'heart_myocardium'),
+        e(r'heart myocardium|myocardium of the heart|myocardi(?:um|al)|myocarditis',
+          'heart_myocardium'),
         e(r'heart atri(?:um|a|al)', 'heart_atrium_{side}'),
         e(r'heart ventricles?', 'heart_ventricle_{side}'),
         e(r'biventricular', ('heart_ventricle_left', 'heart_ventricle_right')),
         e(r'biatrial', ('heart_atrium_left', 'heart_atrium_right')),
-        e(r'(?:lateral|third|fourth) ventricles?|ventricular system', 'brain'),
+        e(r'(?:lateral|third|fourth|cerebral) ventricles?|ventricular system|ventricles and sulci|'
+          r'sulci|hydrocephalus|gr[ae]y[- ]white(?: matter)?|white matter|midline shift', 'brain'),
         e(r'atri(?:um|a|al)', 'heart_atrium_{side}', require_side=True),
         e(r'ventric(?:le|les|ular)', 'heart_ventricle_{side}', require_side=True),
         e(r'hearts?|cardiac|cardiomegaly|cardiomyopathy|pericardi\w*|coronar(?:y|ies)|epicardial',
           HEART),
         # --- head
         e(r'brain|cerebr\w*|cerebell\w*|intracranial', 'brain'),
-        e(r'faces?|facial|maxillofacial', 'face'),
+        e(r'faces?|facial(?: bones?)?|maxillofacial|paranasal sinus\w*|orbits?|orbital', 'face'),
         # --- airway and upper GI
         e(r'trache\w*|central airways?|airways?', 'trachea'),
         e(r'gastro-?o?esophageal|o?esophagogastric|GE junction', ('esophagus', 'stomach')),
@@ -196,13 +206,15 @@ def _entries():
         e(r'hepatobiliary', ('liver', 'gallbladder')),
         e(r'hepatosplenomegaly', ('liver', 'spleen')),
         e(r'intrahepatic|biliary|bile ducts?', 'liver'),
-        e(r'livers?|hepatic|hepato\w*|hepatitis|hepatoma|perihepatic|caudate(?: lobe)?|porta hepatis|'
+        e(r'livers?|hepatic|hepato\w*|hepatitis|hepatoma|perihepatic|caudate(?: lobe)?|'
+          r'porta hepatis|'
           r'couinaud|cirrho\w*', 'liver'),
         e(r'HCC', 'liver', case=True),
         e(r'segments? (?:[1-8]|VIII|VII|VI|V|IV|III|II|I)[ab]?'
           r'(?:\s*(?:and|/|,|-|to)\s*(?:[1-8]|VIII|VII|VI|V|IV|III|II|I)[ab]?\b)*',
           'liver', implied=True, scope=('liver',) + LUNG_LOBES),
-        e(r'steatosis|steatotic|steatohepatitis', 'liver', implied=True, scope=('liver', 'pancreas')),
+        e(r'steatosis|steatotic|steatohepatitis', 'liver', implied=True,
+          scope=('liver', 'pancreas')),
         # --- spleen, pancreas, adrenals, kidneys
         e(r'spleens?|splenic|spleno\w*|splenule|splenectomy|perisplenic|asplenia', 'spleen'),
         e(r'\w*pancrea\w*|uncinate(?: process)?|wirsung|IPMN', 'pancreas'),
@@ -219,6 +231,7 @@ def _entries():
         e(r'bibasilar|bibasal|both bases', _LOWER_T, fixed_side='both'),
         e(r'basilar', _LOWER_T),
         e(r'lung ap(?:ex|ices)|apices', _UPPER_T),
+        e(r'bi-?apical', _UPPER_T, fixed_side='both'),
         e(r'lingula\w*', 'lung_upper_lobe_left'),
         e(r'pleura\w*|(?:hydro|hemo)?pneumothora\w*|hemothorax|hydrothorax|empyema', _LUNG_T),
         e(r'lungs?(?: parenchyma| fields?)?|pulmonary|pulmonic', _LUNG_T, generic=True),
@@ -229,7 +242,8 @@ def _entries():
         e(r'lumbo-?sacral junction', ('vertebrae_L5', 'sacrum')),
         e(r'lumbo-?sacral(?: spine)?', LUMBAR + ('sacrum',)),
         e(r'lumbar(?: spine| vertebra\w*| vertebral bod(?:y|ies)| column)?', LUMBAR),
-        e(r'thoracic (?:spine|vertebra\w*|vertebral bod(?:y|ies)|spondylo\w*|kyphosis|levels?)', THORACIC),
+        e(r'thoracic (?:spine|vertebra\w*|vertebral bod(?:y|ies)|spondylo\w*|kyphosis|levels?)',
+          THORACIC),
         e(r'cervical (?:spine|vertebra\w*|vertebral bod(?:y|ies)|spondylo\w*|levels?)', CERVICAL),
         e(r'spine|spinal|vertebra\w*|vertebral bod(?:y|ies)|vertebral column|spinous process\w*|'
           r'spondylo\w*|kyphosis|scoliosis|kyphoscoliosis|intervertebral|dis[ck]s?|endplates?',
@@ -237,6 +251,7 @@ def _entries():
         # --- other bones
         e(r'sacroiliac(?: joints?)?|SI joints?', ('sacrum', 'hip_{side}')),
         e(r'sacr(?:um|al)|coccyx|coccygeal', 'sacrum'),
+        e(r'shoulder girdles?', ('humerus_{side}', 'scapula_{side}', 'clavicula_{side}')),
         e(r'glenohumeral|shoulders?(?: joints?)?', ('humerus_{side}', 'scapula_{side}')),
         e(r'acromioclavicular|AC joints?', ('clavicula_{side}', 'scapula_{side}')),
         e(r'humer(?:us|i|al)', 'humerus_{side}'),
@@ -246,10 +261,15 @@ def _entries():
           ('hip_{side}', 'femur_{side}')),
         e(r'femur|femora|femurs|femoral(?: heads?| necks?| shafts?| component)?|'
           r'(?:inter|sub)?trochanter\w*', 'femur_{side}'),
-        e(r'hip bones?|hips?(?: joints?)?|ilium|ilia|iliac (?:bones?|wings?|crests?|blades?)|ischi\w*|'
-          r'pub(?:ic|is)(?: ram(?:us|i)| symphysis)?|acetabul\w*|pelvic bones?|innominate|coxarthrosis',
+        e(r'hip bones?|hips?(?: joints?)?|ilium|ilia|iliac (?:bones?|wings?|crests?|blades?)|'
+          r'ischi\w*|'
+          r'pub(?:ic|is)(?: ram(?:us|i)| symphysis)?|acetabul\w*|innominate|coxarthrosis',
           'hip_{side}'),
         e(r'bony pelvis|pelvic girdle|osseous pelvis', ('hip_left', 'hip_right', 'sacrum')),
+        e(r'(?<!renal )(?<!abdomen and )(?<!abdomen/)pelvis|pelvic bones?',
+          ('hip_left', 'hip_right', 'sacrum'),
+          context=r'\b(?:osseous|bony|bones?|fractur\w*|sacrum|sacral|hips?|femurs?|femora|'
+                  r'skelet\w*|lytic|sclerotic|intact)\b'),
         e(r'bones?|osseous|bony|skelet\w*|musculoskeletal', BONES, generic=True),
         # --- muscles
         e(r'glute(?:us|al) maximus', 'gluteus_maximus_{side}'),
@@ -390,7 +410,8 @@ _POST_SIDE = re.compile(r'^[\s,]*(?:(bilaterally)|on both sides|on the (left|rig
                         re.IGNORECASE)
 _LOCATION_ONLY = re.compile(
     r'(?:adjacent to|abutting|near|next to|posterior to|anterior to|medial to|lateral to|'
-    r'relative to|compared (?:to|with)|than(?: that of)?|displacing|indenting)\s+(?:the\s+)?$',
+    r'relative to|compared (?:to|with)|than(?: that of)?|displacing|indenting|to the level of)'
+    r'\s+(?:the\s+)?$',
     re.IGNORECASE)
 
 
@@ -442,6 +463,8 @@ def find_mentions(text):
                 taken.append((s, e))
                 raw.append((s, e, templates, side, None))
     for entry in _entries():
+        if entry.context is not None and not entry.context.search(text):
+            continue
         for m in entry.regex.finditer(text):
             if free(m.start(), m.end()):
                 taken.append((m.start(), m.end()))

@@ -21,7 +21,7 @@ from typing import Dict, List, Tuple
 from ctglip.datasets.organs import organ_vocabulary
 from ctglip.datasets.report_parsing.base import BaseReportStructurer
 from ctglip.datasets.report_parsing.findings import find_terms, split_clauses, vocabulary_names
-from ctglip.datasets.report_parsing.lexicon import (OrganMention, find_mentions,
+from ctglip.datasets.report_parsing.lexicon import (LUNG_LOBES, OrganMention, find_mentions,
                                                     is_location_only, side_in)
 from ctglip.datasets.report_parsing.sentences import split_report
 from ctglip.registry import REPORT_STRUCTURERS
@@ -36,9 +36,15 @@ _COORDINATION = re.compile(
 # ``cyst arises from the lower pole of the left kidney``.
 _LEADS_TO = re.compile(r'^\W*(?:\S+\s+){0,3}?(?:in|of|within|involving|at|throughout|along|'
                        r'from|on|into|affecting|arising)\b', re.IGNORECASE)
+# ``on the left`` at the end of a phrase, not leading into an organ name.
+_FLOATING_SIDE = re.compile(r'\bon the (left|right)(?: side)?\b(?!\s+\w)', re.IGNORECASE)
+# A sentence that names no organ continues the one before when it refers back to it.
 _ANAPHORA = re.compile(
-    r'^\s*(?:it|this|these|they|which|the (?:lesion|mass|nodule|cyst|stone|calculus|finding|'
-    r'abnormality|collection|tumou?r|fracture|effusion|opacity|focus)s?)\b', re.IGNORECASE)
+    r'^\s*(?:it|this|these|they|which|another|an additional|additional|a second|'
+    r'the (?:lesion|mass|nodule|cyst|stone|calculus|finding|abnormality|collection|tumou?r|'
+    r'fracture|effusion|opacity|focus)s?)\b|\b(?:same|similar|second|additional|other) '
+    r'(?:\w+ )?(?:lobe|segment|location|side|lesions?|nodules?|cysts?|masses|stones?|calculi|'
+    r'foci)\b', re.IGNORECASE)
 
 
 @dataclass
@@ -66,8 +72,17 @@ def _negated_at(terms, mention, offset):
     return False
 
 
-def _select_mentions(text, clause_mentions, clause_terms, offset, sentence_mentions):
+def _select_mentions(text, clause_mentions, clause_terms, offset, sentence_mentions, clause):
     """The mentions that count in one clause: drops locations, generics and implied ones."""
+    floating = {m.group(1).lower() for m in _FLOATING_SIDE.finditer(clause)}
+    if len(floating) == 1:
+        # ``renal cortical scarring on the left``: the side comes after the finding
+        side = floating.pop()
+        clause_mentions = [
+            OrganMention(m.start, m.end, _on_side(m.organs, side), m.candidates, side, m.implied,
+                         m.generic, m.scope)
+            if m.side is None and _on_side(m.organs, side) != m.organs else m
+            for m in clause_mentions]
     consumed = [m for m in clause_mentions if not m.organs]
     mentions = [m for m in clause_mentions if m.organs]
     located = [m for m in mentions if not is_location_only(text, m)]
@@ -75,7 +90,13 @@ def _select_mentions(text, clause_mentions, clause_terms, offset, sentence_menti
         mentions = located
     explicit = [m for m in mentions if not m.implied or m.side is not None]
     kept = []
-    for m in mentions:
+    for i, m in enumerate(mentions):
+        prev = mentions[i - 1] if i else None
+        if prev is not None and set(m.candidates) <= set(LUNG_LOBES) and set(prev.organs) < set(
+                m.candidates) and re.fullmatch(r'[\s-]*', text[prev.end:m.start]):
+            # ``biapical pleural thickening``, ``right lower lobe pulmonary nodule``: the lobe
+            # before it says where in the lungs
+            continue
         if m.side is None and not m.generic and set(m.organs) != set(m.organs) & {
                 o for n in explicit if n.side in ('left', 'right') for o in n.organs}:
             # ``right kidney ... renal cell carcinoma``: an unsided mention of a paired organ
@@ -91,7 +112,8 @@ def _select_mentions(text, clause_mentions, clause_terms, offset, sentence_menti
         if m.implied and m.side is None:
             if any(n is not m and set(n.organs) & set(m.scope) for n in explicit):
                 continue
-            elsewhere = [o for n in sentence_mentions if not n.implied and n not in clause_mentions
+            here = {n.start for n in clause_mentions}
+            elsewhere = [o for n in sentence_mentions if not n.implied and n.start not in here
                          for o in n.organs if o in m.candidates]
             if elsewhere and not _negated_at(clause_terms, m, offset):
                 m = OrganMention(m.start, m.end, tuple(dict.fromkeys(elsewhere)), m.candidates,
@@ -135,13 +157,16 @@ def _target(text, term_start, term_end, groups, finding_spans):
     return after[0] if after else 0
 
 
-def _restrict_to_side(organs, clause):
-    side = side_in(clause)
-    if side not in ('left', 'right'):
-        return organs
+def _on_side(organs, side):
+    """The organs of one side (unpaired organs stay); all of them if none is on that side."""
     other = 'right' if side == 'left' else 'left'
     kept = tuple(o for o in organs if other not in o.split('_'))
-    return kept or organs
+    return kept or tuple(organs)
+
+
+def _restrict_to_side(organs, clause):
+    side = side_in(clause)
+    return _on_side(organs, side) if side in ('left', 'right') else organs
 
 
 def analyze_sentence(text, context_organs=(), order=None):
@@ -162,12 +187,12 @@ def analyze_sentence(text, context_organs=(), order=None):
     """
     order = order or _V1_ORDER
     sentence_mentions = find_mentions(text)
-    clauses = []   # (organs per group, group spans, terms) per clause
+    clauses = []   # (start, end, text, terms, mention groups) per clause
     for cs, ce in split_clauses(text):
         clause_text = text[cs:ce]
         terms = find_terms(clause_text)
         in_clause = [m for m in sentence_mentions if cs <= m.start < ce]
-        selected = _select_mentions(text, in_clause, terms, cs, sentence_mentions)
+        selected = _select_mentions(text, in_clause, terms, cs, sentence_mentions, clause_text)
         groups = _groups(text, selected)
         clauses.append((cs, ce, clause_text, terms, groups))
 
@@ -263,7 +288,7 @@ class RuleBasedReportStructurer(BaseReportStructurer):
                 previous, section = (), sentence.section
             result = self.structure_sentence(sentence.body)
             if not result.organs:
-                context = previous if previous and _ANAPHORA.match(sentence.body) else \
+                context = previous if previous and _ANAPHORA.search(sentence.body) else \
                     sentence.header_organs
                 if context:
                     result = self.structure_sentence(sentence.body, context)

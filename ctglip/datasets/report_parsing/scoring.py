@@ -122,22 +122,31 @@ def score_structurer(structurer, sentences, reports=()):
     return out
 
 
-def markdown_table(scores, command):
-    """A Markdown table of :func:`score_structurer` output, with the command in a header line."""
-    rows = [('organ assignment, exact set', 'organ_exact'),
-            ('organ assignment, micro precision', 'organ_precision'),
-            ('organ assignment, micro recall', 'organ_recall'),
-            ('organ assignment, micro F1', 'organ_f1'),
-            ('normal/abnormal accuracy', 'status_accuracy'),
-            ('abnormality names, exact per organ', 'abnormality_exact'),
-            ('abnormality names, micro precision', 'abnormality_precision'),
-            ('abnormality names, micro recall', 'abnormality_recall'),
-            ('abnormality names, micro F1', 'abnormality_f1')]
-    sent, rep = scores.get('sentence', {}), scores.get('report', {})
+METRIC_LABELS = (
+    ('organ assignment, exact set', 'organ_exact'),
+    ('organ assignment, micro precision', 'organ_precision'),
+    ('organ assignment, micro recall', 'organ_recall'),
+    ('organ assignment, micro F1', 'organ_f1'),
+    ('normal/abnormal accuracy', 'status_accuracy'),
+    ('abnormality names, exact per organ', 'abnormality_exact'),
+    ('abnormality names, micro precision', 'abnormality_precision'),
+    ('abnormality names, micro recall', 'abnormality_recall'),
+    ('abnormality names, micro F1', 'abnormality_f1'),
+)
+
+
+def markdown_table(columns, command):
+    """A Markdown table of metrics, with the command that made it in a header line.
+
+    Args:
+        columns: ``[(title, metrics)]`` with metrics as in :func:`score_structurer`
+            (``scores['sentence']``); the title gets ``(n=...)`` appended.
+        command: the command line to show above the table.
+    """
     lines = [f'`{command}`', '',
-             f'| metric | sentences (n={sent.get("n", 0)}) | reports (n={rep.get("n", 0)}) |',
-             '|---|---|---|']
-    for label, key in rows:
-        cells = [f'{m[key]:.3f}' if key in m else '-' for m in (sent, rep)]
-        lines.append(f'| {label} | {cells[0]} | {cells[1]} |')
+             '| metric | ' + ' | '.join(f'{t} (n={m.get("n", 0)})' for t, m in columns) + ' |',
+             '|---|' + '---|' * len(columns)]
+    for label, key in METRIC_LABELS:
+        cells = [f'{m[key]:.3f}' if key in m else '-' for _, m in columns]
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

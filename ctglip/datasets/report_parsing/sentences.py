@@ -86,7 +86,7 @@ def _split_line(line):
         if not rest:
             break
         word = re.search(r'(\S*)$', line[start:m.start()]).group(1).lower().lstrip('(')
-        if word in ABBREVIATIONS or (len(word) == 1 and word.isalpha() and word.islower()):
+        if word in ABBREVIATIONS:
             continue
         if not (rest[0].isupper() or rest[0].isdigit() or rest[0] in '(["\''):
             continue

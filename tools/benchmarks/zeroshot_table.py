@@ -1,0 +1,154 @@
+"""Reproduce the paper's zero-shot comparison on the built-in phantom data.
+
+For each backbone family and variant (vanilla CLIP, anatomy only, CT-GLIP without dictionary,
+full CT-GLIP) this trains the config with its fixed seed, evaluates the last checkpoint with
+``tools/test.py`` (abnormality thresholds chosen on the validation split), and writes a
+Markdown table in the layout of the paper (organ recognition top-1; abnormality detection F1,
+PPV, sensitivity, AUC; per-organ-group AUC), a JSON file of all metrics and a radar plot.
+
+    python tools/benchmarks/zeroshot_table.py --families mit [--out work_dirs/zeroshot_table]
+        [--max-iters N] [--update-readme]
+
+``--max-iters`` shortens every schedule the same way (the table says so). Runs that already
+have metrics in ``--out`` are reused unless ``--force``.
+"""
+import argparse
+import datetime
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+VARIANTS = (('clip', 'vanilla CLIP'), ('anatomy', 'anatomy only'),
+            ('ctglip-nodict', 'CT-GLIP w/o dictionary'), ('ctglip', 'CT-GLIP'))
+GROUPS = ('liver', 'gallbladder', 'spleen', 'pancreas', 'kidney', 'lung', 'adrenal_gland')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--families', nargs='+', default=['mit'], choices=['mit', 'nnunet'])
+    parser.add_argument('--variants', nargs='+', default=[v for v, _ in VARIANTS])
+    parser.add_argument('--out', default=osp.join('work_dirs', 'zeroshot_table'))
+    parser.add_argument('--data-root', help='manifest folder (default: the configs\' phantom data)')
+    parser.add_argument('--max-iters', type=int, help='shorten every schedule to N iterations')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='extra overrides for every run')
+    parser.add_argument('--force', action='store_true', help='retrain runs that have metrics')
+    parser.add_argument('--update-readme', action='store_true')
+    return parser.parse_args(argv)
+
+
+def run(cmd, log):
+    with open(log, 'a') as f:
+        f.write(f'$ {" ".join(cmd)}\n')
+        f.flush()
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f'command failed ({proc.returncode}), see {log}: {" ".join(cmd)}')
+
+
+def train_and_test(family, variant, args):
+    config = f'configs/ctglip/{variant}_{family}_104organ.py'
+    work = osp.join(args.out, f'{variant}_{family}')
+    metrics_file = osp.join(work, 'metrics.json')
+    if osp.isfile(metrics_file) and not args.force:
+        with open(metrics_file) as f:
+            return json.load(f)
+    os.makedirs(work, exist_ok=True)
+    log = osp.join(work, 'benchmark.log')
+    common = ['--work-dir', work] + (['--data-root', args.data_root] if args.data_root else [])
+    options = list(args.cfg_options)
+    if args.max_iters:
+        options += [f'train_cfg.max_iters={args.max_iters}',
+                    f'train_cfg.val_interval={args.max_iters}']
+    t0 = time.time()
+    run([sys.executable, 'tools/train.py', config] + common
+        + (['--cfg-options'] + options if options else []), log)
+    train_s = time.time() - t0
+    with open(osp.join(work, 'last_checkpoint')) as f:
+        ckpt = f.read().strip()
+    run([sys.executable, 'tools/test.py', config, ckpt, '--out-metrics', metrics_file] + common
+        + (['--cfg-options'] + options if options else []), log)
+    with open(metrics_file) as f:
+        metrics = json.load(f)
+    metrics['_train_seconds'] = train_s
+    with open(metrics_file, 'w') as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+    return metrics
+
+
+def fmt(metrics, key, ci=False):
+    value = metrics.get(key)
+    if value is None:
+        return 'n/a'
+    text = f'{100 * value:.1f}'
+    lo, hi = metrics.get(f'{key}_ci_low'), metrics.get(f'{key}_ci_high')
+    if ci and lo is not None and hi is not None:
+        text += f' ({100 * lo:.0f}-{100 * hi:.0f})'
+    return text
+
+
+def table(results, args):
+    lines = [
+        f'Zero-shot results on the built-in phantom test split, measured '
+        f'{datetime.date.today().isoformat()} on {platform.machine()} CPU '
+        f'({os.cpu_count()} cores) with `python tools/benchmarks/zeroshot_table.py '
+        f'--families {" ".join(args.families)}'
+        + (f' --max-iters {args.max_iters}' if args.max_iters else '') + '`. '
+        'Percent; abnormality detection (AD) metrics are macro over the evaluable '
+        'abnormalities with bootstrap 95% intervals; thresholds chosen on the validation split.',
+        '',
+        '| backbone | model | OR top-1 | OR top-5 | AD F1 | AD PPV | AD sensitivity | AD AUC | '
+        'train min |',
+        '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ]
+    for (family, variant, name), m in results.items():
+        lines.append(
+            f'| {family} | {name} | {fmt(m, "zeroshot/organ_top1")} | '
+            f'{fmt(m, "zeroshot/organ_top5")} | {fmt(m, "zeroshot/abn_f1", True)} | '
+            f'{fmt(m, "zeroshot/abn_ppv", True)} | {fmt(m, "zeroshot/abn_sensitivity", True)} | '
+            f'{fmt(m, "zeroshot/abn_auc", True)} | {m.get("_train_seconds", 0) / 60:.0f} |')
+    lines += ['', 'Per-organ-group AD AUC:', '',
+              '| backbone | model | ' + ' | '.join(GROUPS) + ' |',
+              '|---|---|' + '---:|' * len(GROUPS)]
+    for (family, variant, name), m in results.items():
+        lines.append(f'| {family} | {name} | '
+                     + ' | '.join(fmt(m, f'zeroshot/abn_auc/{g}') for g in GROUPS) + ' |')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    names = dict(VARIANTS)
+    results = {}
+    for family in args.families:
+        for variant in args.variants:
+            print(f'[{family}] {variant}: training and testing ...', flush=True)
+            results[(family, variant, names[variant])] = train_and_test(family, variant, args)
+    markdown = table(results, args)
+    os.makedirs(args.out, exist_ok=True)
+    with open(osp.join(args.out, 'zeroshot_table.md'), 'w') as f:
+        f.write(markdown + '\n')
+    with open(osp.join(args.out, 'zeroshot_table.json'), 'w') as f:
+        json.dump({f'{k[0]}/{k[1]}': v for k, v in results.items()}, f, indent=2, sort_keys=True)
+    sys.path.insert(0, REPO)
+    from ctglip.visualization.plots import plot_radar
+    for family in args.families:
+        radar = {name: {g: m.get(f'zeroshot/abn_auc/{g}') for g in GROUPS
+                        if m.get(f'zeroshot/abn_auc/{g}') is not None}
+                 for (fam, _, name), m in results.items() if fam == family}
+        plot_radar(radar, path=osp.join(args.out, f'radar_{family}.png'),
+                   title=f'Zero-shot AD AUC per organ group ({family})')
+    print(markdown)
+    if args.update_readme:
+        sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+        from readme_section import update_readme
+        update_readme('zeroshot-table', markdown)
+
+
+if __name__ == '__main__':
+    main()
