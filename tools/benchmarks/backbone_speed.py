@@ -38,6 +38,8 @@ def parse_args(argv=None):
     parser.add_argument('--size', type=int, default=64, help='input is size^3')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--steps', type=int, default=5, help='timed steps')
+    parser.add_argument('--update-readme', action='store_true',
+                        help="write the table into README.md's backbone-speed section")
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
     parser.add_argument('--threads', type=int, default=2, help='torch CPU threads')
     parser.add_argument('--device', default='cpu')
@@ -160,8 +162,14 @@ def main(argv=None):
         print(json.dumps(measure(*args.worker, args)))
         return
     rows = [run_worker(b, p, args) for b in args.backbones for p in args.presets]
-    command = 'python ' + ' '.join([os.path.relpath(__file__)] + sys.argv[1:])
-    print(format_table(rows, args, command))
+    argv = [a for a in sys.argv[1:] if a != '--update-readme']
+    command = 'python ' + ' '.join([os.path.relpath(__file__)] + argv)
+    table = format_table(rows, args, command)
+    print(table)
+    if args.update_readme:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from readme_section import update_readme
+        update_readme('backbone-speed', table)
 
 
 if __name__ == '__main__':

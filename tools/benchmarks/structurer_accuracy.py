@@ -40,6 +40,8 @@ def parse_args(argv=None):
                         help='name registered in REPORT_STRUCTURERS')
     parser.add_argument('--errors', action='store_true',
                         help='also list every sentence or report that is not exactly right')
+    parser.add_argument('--update-readme', action='store_true',
+                        help="write the table into README.md's structurer-accuracy section")
     return parser.parse_args(argv)
 
 
@@ -70,7 +72,12 @@ def main(argv=None):
     if args.structurer != 'RuleBasedReportStructurer':
         command += f' --structurer {args.structurer}'
     print(f'Report structurer accuracy ({args.structurer}, {osp.basename(args.data)}):\n')
-    print(markdown_table(columns, command))
+    table = markdown_table(columns, command)
+    print(table)
+    if args.update_readme:
+        sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+        from readme_section import update_readme
+        update_readme('structurer-accuracy', table)
     if args.errors:
         print(f'\n{len(errors)} items not exactly right:')
         for e in errors:
