@@ -1,0 +1,85 @@
+"""Every name registered in ctglip's registries builds from a config.
+
+A new registration without an entry in CONFIGS fails ``test_every_registered_name_has_a_config``
+so that nothing registered goes untested.
+"""
+import pytest
+import torch
+
+from ctglip import registry
+
+# registry attribute -> {name: (config without type, default_args)}
+CONFIGS = {
+    'BACKBONES': {'NNUNetEncoder3D': dict(arch='tiny'), 'MiT3D': dict(arch='tiny')},
+    'POOLERS': {n: dict(num_organs=4, in_channels=8) for n in (
+        'OrganMaskPooler', 'GlobalPooler', 'AttentionOrganPooler', 'OrganGeMPooler',
+        'OrganMeanMaxPooler')},
+    'TEXT_ENCODERS': {'HFTextEncoder': dict(model_path='{bert}')},
+    'LOSSES': {'AnatomyContrastiveLoss': {}, 'DiagnosisContrastiveLoss': dict(dictionary='default'),
+               'CLIPLoss': {}},
+    'REPORT_STRUCTURERS': {'RuleBasedReportStructurer': {}},
+    'TRANSFORMS': {
+        'LoadCTStudy': {}, 'RandOrganCrop': dict(spatial_size=(8, 8, 8)),
+        'CenterPadCrop': dict(spatial_size=(8, 8, 8)), 'RandFlipLR': {}, 'PackCTInputs': {},
+        'CachedPreprocess': dict(transforms=[dict(type='LoadCTStudy')], cache_dir='{tmp}'),
+        'Orientationd': dict(keys=['image'], axcodes='RAS'),
+        'Spacingd': dict(keys=['image'], pixdim=(1, 1, 1)),
+        'ScaleIntensityRanged': dict(keys=['image'], a_min=0, a_max=1, b_min=0, b_max=1),
+        'CropForegroundd': dict(keys=['image'], source_key='image'),
+        'SpatialPadd': dict(keys=['image'], spatial_size=(8, 8, 8)),
+        'DivisiblePadd': dict(keys=['image'], k=8),
+        'ResizeWithPadOrCropd': dict(keys=['image'], spatial_size=(8, 8, 8)),
+        'RandSpatialCropd': dict(keys=['image'], roi_size=(8, 8, 8)),
+        'RandScaleIntensityd': dict(keys=['image'], factors=0.1),
+        'RandShiftIntensityd': dict(keys=['image'], offsets=0.1),
+        'RandGaussianNoised': dict(keys=['image']),
+        'RandAffined': dict(keys=['image']),
+        'EnsureTyped': dict(keys=['image']),
+    },
+    'MODELS': {
+        'CTDataPreprocessor': {}, 'ProjectionHead': dict(in_channels=8),
+        'CTGLIP': dict(backbone=dict(type='MiT3D', arch='tiny'),
+                       pooler=dict(type='OrganMaskPooler'),
+                       text_encoder=dict(type='HFTextEncoder', model_path='{bert}'),
+                       losses=[dict(type='AnatomyContrastiveLoss')]),
+    },
+    'DATASETS': {'CTReportDataset': dict(data_root='{data}', pipeline=[])},
+    'METRICS': {'ZeroShotOrganRecognition': {}, 'ZeroShotAbnormalityDetection': {}},
+    'HOOKS': {'RNGStateHook': {}},
+    'OPTIM_WRAPPERS': {'MixedPrecisionOptimWrapper': dict(optimizer='{optimizer}')},
+}
+
+
+def own_names(reg):
+    reg.import_from_location()
+    return set(reg.module_dict)
+
+
+def test_every_registered_name_has_a_config():
+    for attr, configs in CONFIGS.items():
+        missing = own_names(getattr(registry, attr)) - set(configs)
+        assert not missing, f'{attr}: add build configs for {sorted(missing)}'
+    for attr in dir(registry):
+        reg = getattr(registry, attr)
+        if isinstance(reg, registry.CTGLIPRegistry) and own_names(reg):
+            assert attr in CONFIGS, f'registry {attr} holds names but has no configs here'
+
+
+CASES = [(attr, name) for attr, configs in CONFIGS.items() for name in configs]
+
+
+@pytest.mark.parametrize('attr, name', CASES, ids=[f'{a}.{n}' for a, n in CASES])
+def test_registered_name_builds(attr, name, tiny_bert, tiny_data, tmp_path):
+    def fill(value):
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if value == '{optimizer}':
+            return torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+        if isinstance(value, str):
+            return value.format(bert=tiny_bert, data=tiny_data, tmp=tmp_path)
+        return value
+    cfg = dict(type=name, **fill(CONFIGS[attr][name]))
+    obj = getattr(registry, attr).build(cfg)
+    assert obj is not None
