@@ -270,3 +270,12 @@ def test_plot_radar_compares_models(tmp_path):
                         'CLIP': {'liver': 0.6, 'kidney': 0.6}}, str(tmp_path / 'radar.png'))
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
     assert (tmp_path / 'radar.png').stat().st_size > 0
+
+
+def test_non_strict_metric_warns_instead_of_raising_when_nothing_is_evaluable():
+    from ctglip.evaluation.metrics import ZeroShotAbnormalityDetection
+    metric = ZeroShotAbnormalityDetection(n_bootstrap=0, strict=False)
+    sample = dict(case_id='c', abn_scores={'liver': {'liver cyst': 0.3}}, abnormalities={})
+    metric.process({}, [sample])
+    out = metric.compute_metrics(metric.results)
+    assert out == dict(abn_num_studies=1, abn_num_evaluable=0)

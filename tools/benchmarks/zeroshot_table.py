@@ -23,7 +23,8 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-VARIANTS = (('clip', 'vanilla CLIP'), ('anatomy', 'anatomy only'),
+VARIANTS = (('clip', 'vanilla CLIP (report)'), ('clip-findings', 'vanilla CLIP (findings)'),
+            ('anatomy', 'anatomy only'),
             ('ctglip-nodict', 'CT-GLIP w/o dictionary'), ('ctglip', 'CT-GLIP'))
 GROUPS = ('liver', 'gallbladder', 'spleen', 'pancreas', 'kidney', 'lung', 'adrenal_gland')
 

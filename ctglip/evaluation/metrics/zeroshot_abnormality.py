@@ -105,6 +105,9 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         seed (int): seed of the bootstrap.
         ci_level (float): coverage of the confidence intervals.
         out_dir (str, optional): folder for ``abn_thresholds.json`` and the radar picture.
+        strict (bool): with nothing evaluable (no abnormality with both classes), raise
+            (default) or, when False (validation during training), warn and report only the
+            counts.
         prefix (str): the metric key prefix.
         collect_device (str): ``cpu`` or ``gpu``, for gathering results across ranks.
         collect_dir (str, optional): the folder used to gather results on cpu.
@@ -118,8 +121,8 @@ class ZeroShotAbnormalityDetection(BaseMetric):
     default_prefix = 'zeroshot'
 
     def __init__(self, thresholds=None, threshold_rule='nearest_01', n_bootstrap=1000, seed=0,
-                 ci_level=0.95, out_dir=None, prefix='zeroshot', collect_device='cpu',
-                 collect_dir=None):
+                 ci_level=0.95, out_dir=None, strict=True, prefix='zeroshot',
+                 collect_device='cpu', collect_dir=None):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         if threshold_rule not in THRESHOLD_RULES:
             raise ConfigError(f'ZeroShotAbnormalityDetection threshold_rule={threshold_rule!r} '
@@ -141,6 +144,7 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         self.seed = seed
         self.ci_level = ci_level
         self.out_dir = out_dir
+        self.strict = strict
 
     def process(self, data_batch, data_samples):
         """Turn each study into its units (small arrays of groups, names, scores, labels).
@@ -212,7 +216,16 @@ class ZeroShotAbnormalityDetection(BaseMetric):
                       'have no ground truth (abnormalities is None) and are left out',
                       logger='current', level=logging.WARNING)
         self._report_unscored(included)
-        units = self._evaluable_units(included, n_excluded)
+        try:
+            units = self._evaluable_units(included, n_excluded)
+        except DataError as e:
+            if self.strict:
+                raise
+            # validation during training: a small split without abnormal cases must not end
+            # the run; the warning says why no abnormality metric is reported this time
+            print_log(f'{e} (strict=False: no abnormality metrics this time)',
+                      logger='current', level=logging.WARNING)
+            return dict(abn_num_studies=len(included), abn_num_evaluable=0)
         thresholds, self_calibrated = self._thresholds(units)
         for unit in units:
             unit['threshold'] = thresholds.get(unit['key'])
