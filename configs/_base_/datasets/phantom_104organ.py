@@ -47,16 +47,7 @@ val_dataloader = dict(
                  organ_vocab=organ_vocab, phantom=phantom, pipeline=test_pipeline,
                  test_mode=True),
 )
-test_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='CTReportDataset', data_root=data_root, split='test',
-                 organ_vocab=organ_vocab, phantom=phantom, pipeline=test_pipeline,
-                 test_mode=True),
-)
+test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
 val_evaluator = [
     dict(type='ZeroShotOrganRecognition', organ_vocab=organ_vocab),
     # strict=False: a validation split without abnormal cases warns instead of ending the run
