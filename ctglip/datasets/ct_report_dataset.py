@@ -30,9 +30,14 @@ class CTReportDataset(BaseDataset):
         organ_vocab: the model's organ vocabulary.
         structurer: report structurer config, used for studies without ``findings`` or
             ``abnormalities`` (``type`` from REPORT_STRUCTURERS).
-        skip_invalid: skip (and count) studies with bad manifest lines, missing files or
-            mismatched CT/mask headers, and studies whose files fail to load during training,
-            instead of stopping with an error.
+        skip_invalid: skip (and count, in ``skipped``) studies with bad manifest lines
+            (not UTF-8, not JSON, missing fields, empty report, missing files) or bad file
+            headers (foreign bytes, 2D or 4D images, CT/mask shape or affine mismatch, DICOM
+            folders that are empty, mix series or hold unreadable slices; checked when the
+            dataset is built), and studies whose voxels fail to load during training (NaN,
+            unknown or no organ labels, cut-off data), instead of stopping with an error.
+            Validation and test (``test_mode``) still stop at voxel faults. Duplicate case ids
+            and patients in two splits are always errors: no study is the right one to drop.
         phantom: when ``data_root`` holds no manifest, generate the built-in phantom dataset
             there with these options (e.g. ``dict(num_cases=200, seed=0)``); None to require
             an existing dataset.
@@ -71,7 +76,7 @@ class CTReportDataset(BaseDataset):
                                 'with python tools/make_phantoms.py OUT_DIR.')
             self._make_phantoms()
         rows = self._read_manifest(manifest)
-        all_infos = []
+        all_infos, lines = [], []
         for line_no, row in rows:
             try:
                 info = self._parse_row(row, manifest, line_no)
@@ -81,8 +86,11 @@ class CTReportDataset(BaseDataset):
                 self._skip('bad manifest line', e)
                 continue
             all_infos.append(info)
-        self._check_unique(all_infos, manifest)
+            lines.append(line_no)
+        self._check_unique(all_infos, lines, manifest)
         data_list = [i for i in all_infos if self.split is None or i['split'] == self.split]
+        if self.skip_invalid:
+            data_list = self._drop_bad_headers(data_list)
         if self.max_cases is not None:
             data_list = data_list[:self.max_cases]
         if not data_list:
@@ -102,27 +110,38 @@ class CTReportDataset(BaseDataset):
                   'manifest.jsonl (see README, "Use your own data").', logger='current')
         make_phantom_dataset(self.data_root, **options)
 
-    @staticmethod
-    def _read_manifest(manifest):
+    def _read_manifest(self, manifest):
         rows = []
         with open(manifest, 'rb') as f:
             for line_no, raw in enumerate(f, 1):
                 try:
-                    text = raw.decode('utf-8').strip()
-                except UnicodeDecodeError:
-                    raise DataError(f'{manifest} line {line_no} is not UTF-8 text. Fix: re-save '
-                                    'the manifest as UTF-8.') from None
-                if not text:
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise DataError(f'{manifest} line {line_no} is not valid JSON ({e.msg}, '
-                                    f'column {e.colno}). Fix: one JSON object per line.') from None
-                if not isinstance(row, dict):
-                    raise DataError(f'{manifest} line {line_no} is not a JSON object.')
-                rows.append((line_no, row))
-        return rows
+                    rows.append((line_no, self._read_line(raw, manifest, line_no)))
+                except DataError as e:
+                    if not self.skip_invalid:
+                        raise
+                    self._skip('bad manifest line', e)
+        return [(line_no, row) for line_no, row in rows if row is not None]
+
+    @staticmethod
+    def _read_line(raw, manifest, line_no):
+        """One manifest line as a dict (None for a blank line)."""
+        try:
+            text = raw.decode('utf-8-sig' if line_no == 1 else 'utf-8').strip()
+        except UnicodeDecodeError as e:
+            raise DataError(f'{manifest} line {line_no} is not UTF-8 text (byte '
+                            f'0x{raw[e.start]:02x} at column {e.start + 1}). Fix: re-save the '
+                            'manifest as UTF-8.') from None
+        if not text:
+            return None
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f'{manifest} line {line_no} is not valid JSON ({e.msg}, '
+                            f'column {e.colno}). Fix: one JSON object per line.') from None
+        if not isinstance(row, dict):
+            raise DataError(f'{manifest} line {line_no} is not a JSON object. Fix: one JSON '
+                            'object {"case_id": ..., "image": ..., ...} per line.')
+        return row
 
     def _parse_row(self, row, manifest, line_no):
         where = f'{manifest} line {line_no}'
@@ -132,16 +151,20 @@ class CTReportDataset(BaseDataset):
                             f'{", ".join(REQUIRED_FIELDS)} (see README, "Use your own data").')
         where = f'{where} (case {row["case_id"]!r})'
         if row['split'] not in SPLITS:
-            raise DataError(f'{where}: split {row["split"]!r} is not one of {SPLITS}.')
+            raise DataError(f'{where}: split {row["split"]!r} is not one of {SPLITS}. Fix: '
+                            'set "split" to train, val or test.')
         report, findings = row.get('report'), row.get('findings')
         if not (isinstance(report, str) and report.strip()) and not findings:
             raise DataError(f'{where}: empty report and no findings. Fix: give the report text '
                             '(or findings {organ: [sentence]}).')
         if findings is not None and not _is_text_dict(findings):
-            raise DataError(f'{where}: findings must be {{organ: [sentence, ...]}}.')
+            raise DataError(f'{where}: findings must be {{organ: [sentence, ...]}}. Fix: '
+                            'write them in that form, or leave them out to derive them from '
+                            'the report.')
         abnormalities = row.get('abnormalities')
         if abnormalities is not None and not _is_text_dict(abnormalities):
-            raise DataError(f'{where}: abnormalities must be {{organ: [abnormality, ...]}}.')
+            raise DataError(f'{where}: abnormalities must be {{organ: [abnormality, ...]}}. '
+                            'Fix: write them in that form, or leave them out.')
         info = dict(case_id=str(row['case_id']), patient_id=str(row['patient_id']),
                     split=row['split'], label_scheme=row['label_scheme'],
                     img_path=self._path(row['image']), mask_path=self._path(row['organ_mask']),
@@ -150,26 +173,45 @@ class CTReportDataset(BaseDataset):
                     status=None)
         if str(info['label_scheme']).endswith('.json'):
             info['label_scheme'] = self._path(info['label_scheme'])
-        for key in ('img_path', 'mask_path', 'tumor_path'):
+        for key, field in (('img_path', 'image'), ('mask_path', 'organ_mask'),
+                           ('tumor_path', 'tumor_mask')):
             if info[key] and not osp.exists(info[key]):
-                raise DataError(f'{where}: {key.replace("_path", "")} file {info[key]} does not '
-                                'exist. Fix: paths are relative to the dataset folder.')
+                raise DataError(f'{where}: {field} file {info[key]} does not exist. Fix: correct '
+                                f'"{field}"; paths are relative to the dataset folder.')
         return info
 
     def _path(self, rel):
         return rel if osp.isabs(rel) else osp.join(self.data_root, rel)
 
-    def _check_unique(self, data_list, manifest):
-        seen, patient_split = set(), {}
-        for info in data_list:
+    @staticmethod
+    def _check_unique(data_list, lines, manifest):
+        seen, patient_split = {}, {}
+        for info, line_no in zip(data_list, lines):
             if info['case_id'] in seen:
-                raise DataError(f'{manifest}: case_id {info["case_id"]!r} occurs twice. Fix: '
-                                'case ids must be unique.')
-            seen.add(info['case_id'])
-            split = patient_split.setdefault(info['patient_id'], info['split'])
+                raise DataError(f'{manifest} line {line_no}: case_id {info["case_id"]!r} occurs '
+                                f'twice (first on line {seen[info["case_id"]]}). Fix: case ids '
+                                'must be unique.')
+            seen[info['case_id']] = line_no
+            split, first = patient_split.setdefault(info['patient_id'], (info['split'], line_no))
             if split != info['split']:
-                raise DataError(f'{manifest}: patient {info["patient_id"]!r} is in both {split!r} '
-                                f'and {info["split"]!r}. Fix: splits must never share a patient.')
+                raise DataError(f'{manifest} line {line_no} (case {info["case_id"]!r}): patient '
+                                f'{info["patient_id"]!r} is in both {split!r} (line {first}) and '
+                                f'{info["split"]!r}. Fix: splits must never share a patient; '
+                                'move all of its studies to one split.')
+
+    def _drop_bad_headers(self, data_list):
+        """Skip (and count) studies whose file headers are bad; see ``check_study_headers``."""
+        from ctglip.datasets.transforms.loading import check_study_headers
+        kept = []
+        for info in data_list:
+            try:
+                check_study_headers(info['img_path'], info['mask_path'], info['tumor_path'],
+                                    info['case_id'])
+            except DataError as e:
+                self._skip('bad file header', e)
+                continue
+            kept.append(info)
+        return kept
 
     def _structure_missing(self, data_list):
         """Derive findings and normal/abnormal status from the report where the manifest has none.

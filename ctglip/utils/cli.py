@@ -6,7 +6,7 @@ import os.path as osp
 import re
 import sys
 
-from ctglip.utils.errors import ConfigError, CTGLIPError
+from ctglip.utils.errors import ConfigError, CTGLIPError, unwrap_worker_message
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -52,11 +52,21 @@ def apply_common_args(cfg, args):
 
 
 def run_cli(main, argv=None):
-    """Run a tool's ``main``; a user-fixable error becomes one line on stderr and exit code 2."""
+    """Run a tool's ``main``; a user-fixable error becomes one line on stderr and exit code 2.
+
+    An error raised in a DataLoader worker is printed with its own message, without torch's
+    "Caught ... in DataLoader worker process N" wrapper and the worker's traceback.
+    """
     try:
         main(argv)
     except CTGLIPError as e:
         print(f'error: {_one_line(e)}', file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # torch re-raises worker errors it cannot rebuild as RuntimeError
+        message = _worker_ctglip_message(str(e))
+        if message is None:
+            raise
+        print(f'error: {_one_line(message)}', file=sys.stderr)
         return 2
     except TypeError as e:
         msg = str(e)
@@ -69,7 +79,18 @@ def run_cli(main, argv=None):
 
 
 def _one_line(e):
-    return ' '.join(str(e).split())
+    return ' '.join(unwrap_worker_message(str(e))[0].split())
+
+
+def _worker_ctglip_message(text):
+    """The message of a CTGLIPError that torch wrapped into another type; None otherwise."""
+    message, where, worker_tb = unwrap_worker_message(text)
+    if where is None:
+        return None
+    last = re.findall(r'^([\w.]+)\.(\w+): ', worker_tb, re.M)
+    module = sys.modules.get(last[-1][0]) if last else None
+    cls = getattr(module, last[-1][1], None) if module else None
+    return message if isinstance(cls, type) and issubclass(cls, CTGLIPError) else None
 
 
 def write_metrics(metrics, path):
