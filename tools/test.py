@@ -9,7 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ctglip.utils.cli import apply_common_args, load_config, run_cli, write_metrics  # noqa: E402
+from ctglip.utils.cli import (add_common_arguments, apply_common_args, load_config,  # noqa: E402
+                              parse_tool_args, run_cli, write_metrics)
 
 
 def parse_args(argv=None):
@@ -17,18 +18,12 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where results go (default: work_dirs/<config name>)')
-    parser.add_argument('--data-root', help='point every dataloader at this manifest folder')
     parser.add_argument('--prompts', help='zero-shot prompt JSON replacing the default')
     parser.add_argument('--out-metrics', help='write all metrics to this JSON file')
     parser.add_argument('--no-val-calibration', action='store_true',
                         help='choose abnormality thresholds on the test split itself')
-    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_arguments(parser)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv=None):

@@ -5,7 +5,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ctglip.utils.cli import apply_common_args, load_config, run_cli  # noqa: E402
+from ctglip.utils.cli import (add_common_arguments, apply_common_args, load_config,  # noqa: E402
+                              parse_tool_args, run_cli)
 
 
 def parse_args(argv=None):
@@ -13,19 +14,12 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: work_dirs/<config name>)')
-    parser.add_argument('--data-root', help='point every dataloader at this manifest folder')
     parser.add_argument('--resume', action='store_true',
                         help='resume from the last checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (fp16 on CUDA, bf16 autocast on CPU)')
-    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='override config keys, e.g. train_cfg.max_iters=100')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher for distributed training')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_arguments(parser)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv=None):

@@ -32,6 +32,23 @@ def load_config(path, cfg_options=()):
     return cfg
 
 
+def add_common_arguments(parser):
+    """The flags that train and test share: data root, overrides, launcher."""
+    parser.add_argument('--data-root', help='point every dataloader at this manifest folder')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='override config keys, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher for distributed runs')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_tool_args(parser, argv):
+    """Parse, and export ``LOCAL_RANK`` for launchers that pass ``--local-rank``."""
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
 def apply_common_args(cfg, args):
     """Apply ``--work-dir``, ``--data-root`` and ``--launcher`` to a config (in place)."""
     if getattr(args, 'work_dir', None):
