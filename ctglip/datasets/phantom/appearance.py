@@ -59,8 +59,9 @@ _EXTRA_HU = {
     'gb_wall': ((35, 70, 75), 6), 'urine': ((8, 8, 12), 3), 'bladder_wall': ((38, 70, 75), 6),
     'kidney_medulla': ((30, 95, 155), 8), 'renal_sinus': ((-55, -50, -45), 25),
     'collecting_fluid': ((8, 9, 12), 3), 'duct_fluid': ((10, 10, 12), 3),
-    'artery': ((45, 300, 160), 5), 'vein': ((44, 80, 150), 6), 'emphysema': ((-965, -965, -965), 12),
-    'eye': ((12, 12, 14), 3), 'couch': ((-350, -350, -350), 30), 'lung_vessel': ((-250, -200, -220), 80),
+    'artery': ((45, 300, 160), 5), 'vein': ((44, 80, 150), 6),
+    'emphysema': ((-975, -975, -975), 10), 'eye': ((12, 12, 14), 3),
+    'couch': ((-350, -350, -350), 30), 'lung_vessel': ((-250, -200, -220), 80),
 }
 
 
@@ -85,10 +86,10 @@ def _base_table():
 
 
 _HU_TABLE, _AMP_TABLE = _base_table()
-_NONENHANCING = {TISSUE[n] for n in ('air', 'fat', 'visceral_fat', 'mediastinal_fat', 'cortical_bone',
-                                     'cancellous_bone', 'csf', 'airway', 'gas', 'bowel_fluid', 'stool',
-                                     'oral_contrast', 'bile', 'urine', 'collecting_fluid', 'duct_fluid',
-                                     'emphysema', 'eye', 'couch', 'gastric_fluid')}
+_NONENHANCING = {TISSUE[n] for n in (
+    'air', 'fat', 'visceral_fat', 'mediastinal_fat', 'cortical_bone', 'cancellous_bone', 'csf',
+    'airway', 'gas', 'bowel_fluid', 'stool', 'oral_contrast', 'bile', 'urine', 'collecting_fluid',
+    'duct_fluid', 'emphysema', 'eye', 'couch', 'gastric_fluid')}
 
 
 def tissue_lut(rng, phase, enhancement=1.0):
@@ -129,20 +130,39 @@ def _upsample(a, factor, n, axis, offset):
     return lo
 
 
-def smooth_field(rng, shape, spacing, scale_mm):
-    """A smooth random field with unit variance and correlation length ``scale_mm``.
+def smooth_field(rng, shape, spacing, scales=((16.0, 0.8), (8.0, 0.6))):
+    """A smooth random texture field of about unit variance mixing several correlation lengths.
 
-    White noise on a grid ``scale_mm`` apart, linearly interpolated to the volume: cheap,
-    and smooth enough after the scanner blur. Sizes below one voxel give white noise.
+    White noise on a grid as fine as the smallest scale (mm), plus coarser noise interpolated
+    onto that grid, then one linear interpolation to the volume: cheap, and smooth enough after
+    the scanner blur. Scales below one voxel give white noise.
+
+    Args:
+        rng: random generator.
+        shape: volume shape.
+        spacing: voxel size (mm) per axis.
+        scales: ``(correlation length in mm, weight)`` pairs.
     """
-    factors = [max(1.0, scale_mm / s) for s in spacing]
-    coarse = [int(np.ceil((n - 1) / f)) + 2 for n, f in zip(shape, factors)]
-    a = rng.standard_normal(coarse, dtype=np.float32)
+    fine = min(s for s, _ in scales)
+    factors = [max(1.0, fine / sp) for sp in spacing]
+    grid = [int(np.ceil((n - 1) / f)) + 2 for n, f in zip(shape, factors)]
+    field = np.zeros(grid, np.float32)
+    for scale, weight in scales:
+        sub = [max(1.0, scale / fine * min(f, 1e9) / f) for f in factors]  # grid steps per sample
+        coarse = [int(np.ceil((n - 1) / k)) + 2 for n, k in zip(grid, sub)]
+        a = rng.standard_normal(coarse, dtype=np.float32)
+        for axis, (n, k) in enumerate(zip(grid, sub)):
+            if k > 1.0:
+                a = _upsample(a, k, n, axis, rng.uniform(0, 1))
+            else:
+                a = np.take(a, np.arange(n), axis=axis)
+        field += np.float32(weight) * a
+    field *= np.float32(1.0 / max(1e-6, float(field.std())))
     for axis, (n, f) in enumerate(zip(shape, factors)):
         if f > 1.0:
-            a = _upsample(a, f, n, axis, rng.uniform(0, 1))
+            field = _upsample(field, f, n, axis, rng.uniform(0, 1))
         else:
-            a = np.take(a, np.arange(n), axis=axis)
-    # linear interpolation halves the variance between grid points; restore roughly unit std
-    a *= np.float32(1.0 / (2.0 / 3.0) ** (0.5 * sum(f > 1.0 for f in factors)))
-    return a
+            field = np.take(field, np.arange(n), axis=axis)
+    # linear interpolation lowers the variance between grid points; restore about unit std
+    field *= np.float32(1.0 / (2.0 / 3.0) ** (0.5 * sum(f > 1.0 for f in factors)))
+    return field

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..organs import ABNORMALITIES
 from .appearance import LABEL, TISSUE
-from .geometry import Ellipsoid, Tube
 
 __all__ = ['Finding', 'sample_findings', 'FINDING_RATES', 'geometry_of', 'TUMOR_FINDINGS']
 
@@ -162,49 +161,54 @@ def sample_findings(rng, body, rate=1.0):
     out = []
     has = {name: rng.random() < min(1.0, p * rate) for name, p in FINDING_RATES.items()}
     lm = body.landmarks
+    cyst = dict(amp=2, lobulation=0.03, margin='sharp')  # water density, smooth round edge
+    dense = dict(lobulation=0.08, margin='sharp', dense=True)  # stones and calcifications
 
     def add(f):
         if f is not None:
             out.append(f)
 
+    def count(*options):
+        return int(rng.choice(options))
+
     # liver
     if has['liver cyst']:
-        for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
-            add(_focal(rng, body, 'liver cyst', 'liver', _size(rng, 5, 40), hu=rng.uniform(0, 15), amp=2,
-                       lobulation=0.03, margin='sharp'))
+        for _ in range(count(1, 1, 1, 2, 3)):
+            add(_focal(rng, body, 'liver cyst', 'liver', _size(rng, 5, 40),
+                       hu=rng.uniform(0, 15), **cyst))
     if has['liver mass']:
-        for _ in range(int(rng.choice([1, 1, 2]))):
+        for _ in range(count(1, 1, 2)):
             kind = 'hypo' if rng.random() < 0.7 else 'hyper'
+            delta = -rng.uniform(25, 55) if kind == 'hypo' else rng.uniform(35, 80)
             add(_focal(rng, body, 'liver mass', 'liver', _size(rng, 8, 60), kind=kind,
-                       delta=(-rng.uniform(25, 55) if kind == 'hypo' else rng.uniform(35, 80)), amp=14,
-                       lobulation=0.1, margin='soft'))
+                       delta=delta, amp=14, lobulation=0.1, margin='soft'))
     if has['hepatic steatosis']:
-        g, d = _grade(rng, ((12, 22), (22, 38), (38, 60)))
+        g, d = _grade(rng, ((12, 22), (22, 38), (38, 60)))  # HU lost
         out.append(Finding('hepatic steatosis', 'liver', False, size=d, grade=g))
     if has['liver calcification']:
-        for _ in range(int(rng.choice([1, 1, 2]))):
-            add(_focal(rng, body, 'liver calcification', 'liver', _size(rng, 3, 8), hu=rng.uniform(600, 1200),
-                       amp=30, lobulation=0.05, margin='sharp', dense=True))
-    # gallbladder
+        for _ in range(count(1, 1, 2)):
+            add(_focal(rng, body, 'liver calcification', 'liver', _size(rng, 3, 8),
+                       hu=rng.uniform(600, 1200), amp=30, **dict(dense, lobulation=0.05)))
+    # gallbladder: stones lie in the dependent (posterior) part
     gbl = lm['gallbladder']
     if has['gallstone']:
-        n = int(rng.choice([1, 1, 2, 3, 4]))
+        n = count(1, 1, 2, 3, 4)
         size = _size(rng, 4, 20) / (1 + 0.25 * (n - 1))
         for _ in range(n):
             add(_focal(rng, body, 'gallstone', 'gallbladder', size, depth=0.75,
-                       where=lambda p: p[:, 1] < gbl.center[1], hu=rng.uniform(350, 900), amp=40,
-                       lobulation=0.08, margin='sharp', dense=True))
+                       where=lambda p: p[:, 1] < gbl.center[1], hu=rng.uniform(450, 1000),
+                       amp=40, **dense))
     if has['gallbladder wall thickening']:
-        g, t = _grade(rng, ((4, 5.5), (5.5, 7.5), (7.5, 10)))
+        g, t = _grade(rng, ((4, 5.5), (5.5, 7.5), (7.5, 10)))  # wall thickness in mm
         out.append(Finding('gallbladder wall thickening', 'gallbladder', False, size=t, grade=g))
     # spleen
     if has['splenomegaly']:
-        g, s = _grade(rng, ((1.12, 1.25), (1.25, 1.45), (1.45, 1.75)))
+        g, s = _grade(rng, ((1.12, 1.25), (1.25, 1.45), (1.45, 1.75)))  # linear scale
         out.append(Finding('splenomegaly', 'spleen', False, size=s, grade=g))
     if has['splenic cyst']:
-        add(_focal(rng, body, 'splenic cyst', 'spleen', _size(rng, 6, 40), hu=rng.uniform(0, 15), amp=2,
-                   lobulation=0.03, margin='sharp'))
-    # pancreas
+        add(_focal(rng, body, 'splenic cyst', 'spleen', _size(rng, 6, 40),
+                   hu=rng.uniform(0, 15), **cyst))
+    # pancreas: a mass at a position t along the gland (0 head .. 1 tail)
     pts, radii = lm['pancreas']
     if has['pancreatic mass']:
         t = float(rng.uniform(0, 1))
@@ -213,61 +217,68 @@ def sample_findings(rng, body, rate=1.0):
         c = pts[seg] * (1 - u) + pts[seg + 1] * u
         r = radii[seg] * (1 - u) + radii[seg + 1] * u
         off = c + rng.normal(0, r * 0.25, 3) - organ_anchor(body, 'pancreas')
-        out.append(Finding('pancreatic mass', 'pancreas', True, size=_size(rng, 12, 40), offset=off,
-                           params=dict(delta=-rng.uniform(30, 55), amp=12, harm=rng.normal(0, 0.1, 12),
-                                       margin='soft', t=t)))
-        if t < 0.45 and rng.random() < 0.5:
+        params = dict(delta=-rng.uniform(30, 55), amp=12, harm=rng.normal(0, 0.1, 12),
+                      margin='soft', t=t)
+        out.append(Finding('pancreatic mass', 'pancreas', True, size=_size(rng, 12, 40),
+                           offset=off, params=params))
+        if t < 0.45 and rng.random() < 0.5:  # a mass in the head often blocks the duct
             has['pancreatic duct dilation'] = True
     if has['pancreatic duct dilation']:
-        g, d = _grade(rng, ((4.5, 6), (6, 8), (8, 10)))
+        g, d = _grade(rng, ((4.5, 6), (6, 8), (8, 10)))  # duct diameter in mm
         out.append(Finding('pancreatic duct dilation', 'pancreas', False, size=d, grade=g))
-    # kidneys
-    sides = lambda: ['kidney_right', 'kidney_left'] if rng.random() < 0.25 else [  # noqa: E731
-        'kidney_right' if rng.random() < 0.5 else 'kidney_left']
+
+    # kidneys: one side, sometimes both
+    def sides():
+        if rng.random() < 0.25:
+            return ['kidney_right', 'kidney_left']
+        return ['kidney_right' if rng.random() < 0.5 else 'kidney_left']
+
     if has['kidney cyst']:
         for organ in sides():
-            for _ in range(int(rng.choice([1, 1, 2]))):
+            for _ in range(count(1, 1, 2)):
                 add(_focal(rng, body, 'kidney cyst', organ, _size(rng, 5, 50), depth=0.9,
-                           hu=rng.uniform(0, 15), amp=2, lobulation=0.03, margin='sharp'))
-    if has['kidney stone']:
+                           hu=rng.uniform(0, 15), **cyst))
+    if has['kidney stone']:  # in the collecting system: renal sinus and calyces
         for organ in sides():
             sinus = lm['kidneys'][organ]['sinus']
-            for _ in range(int(rng.choice([1, 1, 2]))):
+            for _ in range(count(1, 1, 2)):
                 add(_focal(rng, body, 'kidney stone', organ, _size(rng, 3, 12), depth=0.95,
                            where=lambda p, s=sinus: s.field(p[:, 0], p[:, 1], p[:, 2]) < 1.3,
-                           hu=rng.uniform(600, 1400), amp=40, lobulation=0.08, margin='sharp', dense=True))
+                           hu=rng.uniform(600, 1400), amp=40, **dense))
     if has['hydronephrosis']:
         for organ in sides():
-            g, h = _grade(rng, ((0.35, 0.6), (0.6, 0.95), (0.95, 1.3)))
+            g, h = _grade(rng, ((0.35, 0.6), (0.6, 0.95), (0.95, 1.3)))  # dilation factor
             out.append(Finding('hydronephrosis', organ, False, size=h, grade=g))
     if has['renal mass']:
         organ = 'kidney_right' if rng.random() < 0.5 else 'kidney_left'
-        add(_focal(rng, body, 'renal mass', organ, _size(rng, 15, 60), depth=0.8, delta=-rng.uniform(30, 70),
-                   amp=20, lobulation=0.12, margin='soft'))
+        add(_focal(rng, body, 'renal mass', organ, _size(rng, 15, 60), depth=0.8,
+                   delta=-rng.uniform(30, 70), amp=20, lobulation=0.12, margin='soft'))
     # lungs
     lobes = ('lung_upper_lobe_right', 'lung_middle_lobe_right', 'lung_lower_lobe_right',
              'lung_upper_lobe_left', 'lung_lower_lobe_left')
     if has['lung nodule']:
-        for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
+        for _ in range(count(1, 1, 1, 2, 3)):
             organ = lobes[int(rng.choice(5, p=(0.27, 0.08, 0.25, 0.22, 0.18)))]
             solid = rng.random() < 0.8
-            add(_focal(rng, body, 'lung nodule', organ, _size(rng, 4, 25), depth=0.92,
-                       hu=rng.uniform(-20, 60) if solid else rng.uniform(-600, -350), amp=15,
-                       lobulation=0.1, margin='soft', solid=solid))
+            hu = rng.uniform(-20, 60) if solid else rng.uniform(-600, -350)  # or ground glass
+            add(_focal(rng, body, 'lung nodule', organ, _size(rng, 4, 25), depth=0.92, hu=hu,
+                       amp=15, lobulation=0.1, margin='soft', solid=solid))
     if has['emphysema']:
-        g, d = _grade(rng, ((0.05, 0.1), (0.1, 0.2), (0.2, 0.35)))
+        g, d = _grade(rng, ((0.06, 0.12), (0.12, 0.22), (0.22, 0.38)))  # low-attenuation share
         pattern = 'upper' if rng.random() < 0.6 else 'diffuse'
-        affected = lobes[0:1] + lobes[3:4] if pattern == 'upper' else lobes
+        affected = (lobes[0], lobes[3]) if pattern == 'upper' else lobes
         for organ in affected:
-            out.append(Finding('emphysema', organ, False, size=d, grade=g, params=dict(pattern=pattern)))
-    # adrenals
+            out.append(Finding('emphysema', organ, False, size=d, grade=g,
+                               params=dict(pattern=pattern)))
+    # adrenals: most nodules are lipid-rich adenomas (near 0 HU)
     if has['adrenal nodule']:
         organ = 'adrenal_gland_right' if rng.random() < 0.5 else 'adrenal_gland_left'
         lipid = rng.random() < 0.65
-        add(_focal(rng, body, 'adrenal nodule', organ, _size(rng, 8, 35), depth=0.8,
-                   hu=rng.uniform(-5, 12) if lipid else None, delta=None if lipid else rng.uniform(-5, 25),
-                   amp=6, lobulation=0.04, margin='sharp', union=True, lipid=lipid))
-    # aorta (outside the vocabulary)
+        hu = rng.uniform(-5, 12) if lipid else None
+        delta = None if lipid else rng.uniform(-5, 25)
+        add(_focal(rng, body, 'adrenal nodule', organ, _size(rng, 8, 35), depth=0.8, hu=hu,
+                   delta=delta, amp=6, lobulation=0.04, margin='sharp', union=True, lipid=lipid))
+    # aorta (outside the vocabulary): plaques in the wall of the abdominal aorta
     if has['aortic calcification']:
         apts, ar = lm['aorta']
         for _ in range(int(rng.integers(3, 10))):
@@ -278,10 +289,11 @@ def sample_findings(rng, body, rate=1.0):
             d[2] = 0
             d /= np.linalg.norm(d) + 1e-9
             r = ar[i] * (1 - u) + ar[i + 1] * u
+            params = dict(hu=rng.uniform(600, 1100), amp=30, harm=rng.normal(0, 0.05, 12),
+                          margin='sharp', dense=True)
             out.append(Finding('aortic calcification', 'aorta', True, size=_size(rng, 3, 6),
                                offset=c + d * r * 0.85 - organ_anchor(body, 'aorta'),
-                               params=dict(hu=rng.uniform(600, 1100), amp=30, harm=rng.normal(0, 0.05, 12),
-                                           margin='sharp', dense=True)))
+                               params=params))
     return out
 
 
@@ -348,30 +360,36 @@ def locate(raster, label, body, finding, search_mm=25.0):
     return np.array(idx, float) + a
 
 
-def render_focal(raster, hu, label, tissue, texture, finding, center_vox, organ_hu):
+def render_focal(raster, hu, label, tissue, texture, finding, center_vox, organ_hu, occupied):
     """Blend a focal lesion into ``hu`` with partial volume; returns its voxel mask info.
 
+    Voxels in ``occupied`` (bool, the volume's shape) belong to lesions rendered before and are
+    left alone, so that lesions never erase each other; the new lesion's voxels are added to it.
+
     Returns:
-        tuple: ``(slices, mask)`` of lesion voxels (coverage >= 0.5 inside the organ), or
-        ``(None, None)`` when nothing of the lesion lies inside the organ.
+        tuple: ``(slices, mask, diameter)``: the lesion voxels (coverage >= 0.5 inside the
+        organ) and the rendered diameter (mm; lesions smaller than about a voxel are enlarged
+        to 1.25 voxels so that they stay visible), or ``(None, None, 0)`` when nothing of the
+        lesion lies inside the organ.
     """
     p = finding.params
-    min_d = 1.25 * float(raster.spacing.min())  # a lesion of about a voxel at least
-    finding.size = max(finding.size, min_d)
-    sl, frac = lesion_coverage(raster, center_vox, finding.size, p['harm'])
+    size = max(finding.size, 1.25 * float(raster.spacing.min()))
+    sl, frac = lesion_coverage(raster, center_vox, size, p['harm'])
     if sl is None:
-        return None, None
+        return None, None, 0.0
     organ_label = LABEL[finding.organ]
     lab = label[sl]
     if p.get('union'):  # adrenal nodules enlarge the gland: soft tissue around becomes organ
-        soft = (lab == organ_label) | (lab == 0) & np.isin(tissue[sl], (TISSUE['fat'], TISSUE['visceral_fat']))
+        fat = np.isin(tissue[sl], (TISSUE['fat'], TISSUE['visceral_fat']))
+        soft = (lab == organ_label) | (lab == 0) & fat
         frac *= soft
         lab[frac >= 0.5] = organ_label
     else:
         frac *= lab == organ_label
+    frac *= ~occupied[sl]
     mask = frac >= 0.5
     if not mask.any():
-        return None, None
+        return None, None, 0.0
     if p.get('hu') is not None:
         value = np.float32(p['hu'])
     else:
@@ -382,4 +400,5 @@ def render_focal(raster, hu, label, tissue, texture, finding, center_vox, organ_
     region = hu[sl]
     region *= 1.0 - frac
     region += frac * lesion
-    return sl, mask
+    occupied[sl] |= mask
+    return sl, mask, size

@@ -9,8 +9,10 @@ warp) and turns a list of primitives into ``(slices, f)`` over their joint bound
 """
 import numpy as np
 
-__all__ = ['rotation', 'frame_from_axis', 'random_harmonics', 'Ellipsoid', 'Cylinder', 'Tube',
-           'Raster', 'transform_primitives']
+__all__ = [
+    'rotation', 'frame_from_axis', 'Ellipsoid', 'Cylinder', 'Tube', 'Raster', 'Parts',
+    'transform_primitives'
+]
 
 
 def rotation(ax=0.0, ay=0.0, az=0.0):
@@ -39,26 +41,23 @@ def frame_from_axis(axis, up=(0.0, 0.0, 1.0)):
     return np.stack([u, v, w], axis=1)
 
 
-def random_harmonics(rng, amplitude):
-    """Coefficients of a smooth random radius modulation over directions.
-
-    The modulation is ``h(n) = a . n + n^T B n + c . n**3`` for a unit direction ``n``: degree 1
-    shifts the bulk, degree 2 makes the shape egg- or saddle-like, degree 3 adds lobulation.
-    The 12 coefficients are zero-mean Gaussians scaled by ``amplitude`` (a fraction of the
-    radius, 0.05-0.15 for organs).
-    """
-    coef = rng.normal(0.0, amplitude, 12)
-    coef[3:6] -= coef[3:6].mean()  # a traceless B leaves the mean size alone
-    coef[9:] *= 0.6
-    return coef
-
-
 def _harmonic(coef, nu, nv, nw):
-    h = (coef[0] * nu + coef[1] * nv + coef[2] * nw
-         + coef[3] * nu * nu + coef[4] * nv * nv + coef[5] * nw * nw
-         + coef[6] * nu * nv + coef[7] * nu * nw + coef[8] * nv * nw
-         + coef[9] * nu * nu * nu + coef[10] * nv * nv * nv + coef[11] * nw * nw * nw)
+    coef = np.asarray(coef, float).tolist()
+    h = (coef[0] * nu + coef[1] * nv + coef[2] * nw + coef[3] * nu * nu + coef[4] * nv * nv +
+         coef[5] * nw * nw + coef[6] * nu * nv + coef[7] * nu * nw + coef[8] * nv * nw +
+         coef[9] * nu * nu * nu + coef[10] * nv * nv * nv + coef[11] * nw * nw * nw)
     return np.clip(h, -0.45, 0.6, out=h)
+
+
+def _fibonacci_sphere(n):
+    i = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * i / n
+    r = np.sqrt(1.0 - z * z)
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+_DIRECTIONS = _fibonacci_sphere(400)
 
 
 class Ellipsoid:
@@ -68,7 +67,8 @@ class Ellipsoid:
         center: body-frame centre (mm).
         radii: semi-axes (mm) along the columns of ``rot``.
         rot: 3 x 3 rotation whose columns are the local axes in the body frame.
-        harm: 12 coefficients from :func:`random_harmonics`, or None.
+        harm: 12 coefficients of the radius modulation ``h(n) = a . n + n^T B n + c . n**3``
+            over unit directions ``n`` (linear, quadratic, cubic terms), or None.
     """
 
     def __init__(self, center, radii, rot=None, harm=None):
@@ -76,12 +76,16 @@ class Ellipsoid:
         self.radii = np.asarray(radii, float)
         self.rot = np.eye(3) if rot is None else np.asarray(rot, float)
         self.harm = harm
+        self._hmax = 0.0
+        if harm is not None:  # the largest outward modulation, over a dense set of directions
+            n = _DIRECTIONS
+            self._hmax = float(_harmonic(harm, n[:, 0], n[:, 1], n[:, 2]).max()) + 0.03
 
     def _grow(self):
-        return 1.0 + (min(0.6, float(np.abs(self.harm).sum())) if self.harm is not None else 0.0)
+        return 1.0 + self._hmax
 
     def bounds(self):
-        half = np.sqrt(((self.rot * self.radii[None]) ** 2).sum(1)) * self._grow()
+        half = np.sqrt(((self.rot * self.radii[None])**2).sum(1)) * self._grow()
         return self.center - half, self.center + half
 
     def parts(self):
@@ -89,11 +93,13 @@ class Ellipsoid:
 
     def local(self, x, y, z):
         """Local coordinates scaled by the radii (the unit sphere is the surface)."""
-        dx, dy, dz = x - self.center[0], y - self.center[1], z - self.center[2]
-        r, s = self.rot, 1.0 / self.radii
-        u = (r[0, 0] * dx + r[1, 0] * dy + r[2, 0] * dz) * s[0]
-        v = (r[0, 1] * dx + r[1, 1] * dy + r[2, 1] * dz) * s[1]
-        w = (r[0, 2] * dx + r[1, 2] * dy + r[2, 2] * dz) * s[2]
+        c = self.center.tolist()
+        dx, dy, dz = x - c[0], y - c[1], z - c[2]
+        # python floats keep float32 arrays float32 (numpy scalars would upcast them)
+        m = (self.rot / self.radii[None, :]).T.tolist()
+        u = m[0][0] * dx + m[0][1] * dy + m[0][2] * dz
+        v = m[1][0] * dx + m[1][1] * dy + m[1][2] * dz
+        w = m[2][0] * dx + m[2][1] * dy + m[2][2] * dz
         return u, v, w
 
     def field(self, x, y, z):
@@ -106,7 +112,9 @@ class Ellipsoid:
 
     def transformed(self, fn, rot, scale):
         axes_scale = np.linalg.norm(np.asarray(scale)[:, None] * self.rot, axis=0)
-        return Ellipsoid(fn(self.center), self.radii * axes_scale, rot @ self.rot, self.harm)
+        out = Ellipsoid(fn(self.center), self.radii * axes_scale, rot @ self.rot)
+        out.harm, out._hmax = self.harm, self._hmax  # same modulation, no need to recompute
+        return out
 
 
 class Cylinder(Ellipsoid):
@@ -117,7 +125,7 @@ class Cylinder(Ellipsoid):
     """
 
     def bounds(self):
-        half = np.sqrt(((self.rot * self.radii[None]) ** 2).sum(1))
+        half = np.sqrt(((self.rot * self.radii[None])**2).sum(1))
         return self.center - half, self.center + half
 
     def field(self, x, y, z):
@@ -159,21 +167,49 @@ class Tube:
             box = (np.minimum(a, b) - rmax, np.maximum(a, b) + rmax)
             yield box, self._segment(a, b, ra, rb)
 
+    def field(self, x, y, z):
+        f = None
+        for _, fn in self.parts():
+            g = fn(x, y, z)
+            f = g if f is None else np.minimum(f, g)
+        return f
+
     @staticmethod
     def _segment(a, b, ra, rb):
-        d = b - a
-        dd = float(d @ d) + 1e-9
+        d = (b - a).tolist()
+        inv = 1.0 / (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] + 1e-9)
+        a = a.tolist()
+        ra, dr = float(ra), float(rb - ra)
+        e = [c * inv for c in d]
 
         def field(x, y, z):
             px, py, pz = x - a[0], y - a[1], z - a[2]
-            t = (px * d[0] + py * d[1] + pz * d[2]) * (1.0 / dd)
-            np.clip(t, 0.0, 1.0, out=t)
-            ex, ey, ez = px - t * d[0], py - t * d[1], pz - t * d[2]
-            return np.sqrt(ex * ex + ey * ey + ez * ez) / (ra + t * (rb - ra))
+            t = px * e[0]
+            t += py * e[1]
+            t += pz * e[2]
+            np.maximum(t, 0.0, out=t)
+            np.minimum(t, 1.0, out=t)
+            px -= t * d[0]
+            py -= t * d[1]
+            pz -= t * d[2]
+            px *= px
+            py *= py
+            pz *= pz
+            px += py
+            px += pz
+            np.sqrt(px, out=px)
+            if dr:
+                t *= dr
+                t += ra
+                px /= t
+            else:
+                px *= 1.0 / ra
+            return px
+
         return field
 
     def transformed(self, fn, rot, scale):
-        return Tube(fn(self.points), self.radii * float(np.prod(scale)) ** (1 / 3))
+        return Tube(fn(self.points), self.radii * float(np.prod(scale))**(1 / 3))
 
 
 def transform_primitives(prims, center, shift=(0, 0, 0), rot=None, scale=(1, 1, 1)):
@@ -185,11 +221,12 @@ def transform_primitives(prims, center, shift=(0, 0, 0), rot=None, scale=(1, 1, 
     center = np.asarray(center, float)
     shift = np.asarray(shift, float)
     rot = np.eye(3) if rot is None else np.asarray(rot, float)
-    scale = np.broadcast_to(np.asarray(scale, float), (3,))
+    scale = np.broadcast_to(np.asarray(scale, float), (3, ))
 
     def fn(p):
         p = np.asarray(p, float)
         return center + shift + (scale * (p - center)) @ rot.T
+
     return [p.transformed(fn, rot, scale) for p in prims]
 
 
@@ -201,6 +238,10 @@ class Raster:
     axis and ``warp`` a smooth random displacement (bends of the spine and a few long-wave
     sinusoids). Only the inverse map is needed for rendering; bounding boxes use the forward
     map plus a margin for the warp.
+
+    Because ``v`` is affine in the voxel indices, each warp sinusoid is separable:
+    ``sin(a_i + b_j + c_k) = sin(a_i + b_j) cos(c_k) + cos(a_i + b_j) sin(c_k)``, which costs
+    three array operations instead of a sine per voxel.
 
     Args:
         shape: volume shape (I, J, K) along RAS x, y, z.
@@ -220,17 +261,48 @@ class Raster:
         self.shift = np.asarray(shift, float)
         self.scale = np.asarray(scale, float)
         self.warp_margin = float(sum(np.abs(a).max() for a, _, _ in warp)) + 1.0
-        axes = [(self.origin[d] - self.shift[d] + self.spacing[d] * np.arange(n)).astype(np.float32)
+        # world offsets from the body centre along each voxel axis (1D)
+        axes = [self.origin[d] - self.shift[d] + self.spacing[d] * np.arange(n)
                 for d, n in enumerate(self.shape)]
-        px, py, pz = axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
-        r = self.rot.astype(np.float32)
-        v = [r[0, c] * px + r[1, c] * py + r[2, c] * pz for c in range(3)]
+        # v_c = sum_d R[d, c] * axes[d]: a 1D term per voxel axis
+        terms = [[(self.rot[d, c] * axes[d]) for d in range(3)] for c in range(3)]
+        q = []
+        for c in range(3):
+            inv = 1.0 / self.scale[c]
+            qc = np.empty(self.shape, np.float32)
+            ij = (terms[c][0][:, None] + terms[c][1][None, :]) * inv
+            k = (terms[c][2] * inv).astype(np.float32)
+            np.add(ij.astype(np.float32)[:, :, None], k[None, None, :], out=qc)
+            q.append(qc)
+        tmp = None
         for amp, wave, phase in warp:
-            arg = wave[0] * v[0] + wave[1] * v[1] + wave[2] * v[2] + np.float32(phase)
-            s = np.sin(arg)
-            v = [vc - np.float32(amp[c]) * s if amp[c] else vc for c, vc in enumerate(v)]
-        self.q = [np.ascontiguousarray(np.broadcast_to(vc / np.float32(self.scale[c]), self.shape),
-                                       dtype=np.float32) for c, vc in enumerate(v)]
+            # argument of the sinusoid, separable over (i, j) and k
+            a = [sum(float(wave[c]) * terms[c][d] for c in range(3)) for d in range(3)]
+            ij = a[0][:, None] + a[1][None, :] + float(phase)
+            gains = [float(amp[c]) / self.scale[c] for c in range(3)]
+            if np.ptp(ij) < 0.05:  # a long wave along z: constant within a slice
+                s_k = np.sin(a[2] + ij.mean())
+                for c in range(3):
+                    if gains[c]:
+                        q[c] -= (gains[c] * s_k).astype(np.float32)[None, None, :]
+                continue
+            if tmp is None:
+                tmp = np.empty(self.shape, np.float32)
+            s_ij, c_ij = np.sin(ij).astype(np.float32), np.cos(ij).astype(np.float32)
+            s_k, c_k = np.sin(a[2]).astype(np.float32), np.cos(a[2]).astype(np.float32)
+            np.multiply(s_ij[:, :, None], c_k[None, None, :], out=tmp)
+            tmp += c_ij[:, :, None] * s_k[None, None, :]
+            for c in range(3):
+                if gains[c]:
+                    q[c] -= np.float32(gains[c]) * tmp
+        self.q = q
+
+    @property
+    def affine(self):
+        """4 x 4 voxel-to-world (RAS mm) matrix of the grid."""
+        affine = np.diag(np.append(self.spacing, 1.0))
+        affine[:3, 3] = self.origin
+        return affine
 
     def body_to_world(self, q):
         """Forward map without the warp (accurate to ``warp_margin``): N x 3 -> N x 3."""
@@ -242,41 +314,74 @@ class Raster:
     def body_to_voxel(self, q):
         return self.world_to_voxel(self.body_to_world(q))
 
+    _CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+
+    def boxes(self, lo, hi, margin=0.0):
+        """Voxel index boxes ``(N x 3 start, N x 3 stop)`` of N body-frame boxes (clipped)."""
+        lo, hi = np.atleast_2d(lo), np.atleast_2d(hi)
+        corners = lo[:, None, :] + (hi - lo)[:, None, :] * self._CORNERS[None]
+        vox = self.body_to_voxel(corners.reshape(-1, 3)).reshape(len(lo), 8, 3)
+        pad = (self.warp_margin + margin) / self.spacing + 1.0
+        a = np.maximum(np.floor(vox.min(1) - pad).astype(int), 0)
+        b = np.minimum(np.ceil(vox.max(1) + pad).astype(int) + 1, self.shape)
+        return a, b
+
     def box(self, lo, hi, margin=0.0):
         """Voxel slices covering a body-frame box, or None when it misses the volume."""
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                            for z in (lo[2], hi[2])])
-        vox = self.body_to_voxel(corners)
-        pad = (self.warp_margin + margin) / self.spacing + 1.0
-        a = np.floor(vox.min(0) - pad).astype(int)
-        b = np.ceil(vox.max(0) + pad).astype(int) + 1
-        a = np.maximum(a, 0)
-        b = np.minimum(b, self.shape)
-        if np.any(b <= a):
+        a, b = self.boxes(lo, hi, margin)
+        if np.any(b[0] <= a[0]):
             return None
-        return tuple(slice(int(i), int(j)) for i, j in zip(a, b))
+        return tuple(slice(int(i), int(j)) for i, j in zip(a[0], b[0]))
 
     def coords(self, sl):
         return self.q[0][sl], self.q[1][sl], self.q[2][sl]
 
     def evaluate(self, prims):
         """Union of primitives: ``(slices, f)`` with ``f < 1`` inside, or ``(None, None)``."""
-        parts = []
+        return self.evaluate_parts(Parts(prims))
+
+    def evaluate_parts(self, parts, boxes=None):
+        """:meth:`evaluate` for precomputed :class:`Parts`; skips them early when out of view.
+
+        Args:
+            parts: :class:`Parts`.
+            boxes: the parts' voxel boxes ``(start, stop)`` from :meth:`boxes`, if known.
+        """
+        if not parts.fns:
+            return None, None
+        if boxes is None:
+            a, b = self.boxes(parts.lo[None], parts.hi[None])
+            if np.any(b[0] <= a[0]):
+                return None, None
+            a, b = self.boxes(parts.los, parts.his)
+        else:
+            a, b = boxes
+        keep = np.nonzero(np.all(b > a, axis=1))[0]
+        if not len(keep):
+            return None, None
+        a, b = a[keep], b[keep]
+        lo, hi = a.min(0), b.max(0)
+        box = tuple(slice(int(i), int(j)) for i, j in zip(lo, hi))
+        if len(keep) == 1:
+            return box, parts.fns[keep[0]](*self.coords(box)).astype(np.float32, copy=False)
+        f = np.full(tuple(hi - lo), np.inf, np.float32)
+        for n, i in enumerate(keep.tolist()):
+            sl = tuple(slice(int(x), int(y)) for x, y in zip(a[n], b[n]))
+            rel = tuple(slice(int(x - o), int(y - o)) for x, y, o in zip(a[n], b[n], lo))
+            np.minimum(f[rel], parts.fns[i](*self.coords(sl)), out=f[rel])
+        return box, f
+
+
+class Parts:
+    """The implicit-function parts of a list of primitives with their body-frame boxes."""
+
+    def __init__(self, prims):
+        self.fns, los, his = [], [], []
         for prim in prims:
             for (lo, hi), fn in prim.parts():
-                sl = self.box(lo, hi)
-                if sl is not None:
-                    parts.append((sl, fn))
-        if not parts:
-            return None, None
-        a = np.min([[s.start for s in sl] for sl, _ in parts], 0)
-        b = np.max([[s.stop for s in sl] for sl, _ in parts], 0)
-        box = tuple(slice(int(i), int(j)) for i, j in zip(a, b))
-        if len(parts) == 1:
-            sl, fn = parts[0]
-            return sl, fn(*self.coords(sl)).astype(np.float32, copy=False)
-        f = np.full(tuple(b - a), np.inf, np.float32)
-        for sl, fn in parts:
-            rel = tuple(slice(s.start - int(o), s.stop - int(o)) for s, o in zip(sl, a))
-            np.minimum(f[rel], fn(*self.coords(sl)), out=f[rel])
-        return box, f
+                self.fns.append(fn)
+                los.append(lo)
+                his.append(hi)
+        if self.fns:
+            self.los, self.his = np.array(los, float), np.array(his, float)
+            self.lo, self.hi = self.los.min(0), self.his.max(0)
