@@ -1,6 +1,11 @@
 """Picture of a phantom slice next to the real CT in ``shared/data`` (README, "Phantom data").
 
     python tools/benchmarks/phantom_figure.py [--phantom-root DIR] [--out docs/phantom_vs_real.png]
+        [--stats DATA_ROOT] [--update-readme]
+
+With ``--stats DATA_ROOT`` it also prints (and with ``--update-readme`` writes into the README)
+the dataset statistics of a generated phantom dataset: studies, fields of view, abnormality
+counts and, per finding, the share of its organ's voxels it covers.
 
 Shows an axial slice through the kidneys of the real abdominal CT and of an abdominal phantom
 study, each with its organ label map beside it, in a soft-tissue window (W 400, L 40).
@@ -30,11 +35,51 @@ def load_ras(path):
     return np.asarray(img.dataobj), img.header.get_zooms()[:3]
 
 
+def stats_table(root):
+    """Markdown summary of a phantom dataset's ``stats.json``."""
+    with open(osp.join(root, 'stats.json')) as f:
+        s = json.load(f)
+    settings = s['settings']
+    lines = [
+        f'`python tools/benchmarks/phantom_figure.py --stats {root}` on the dataset of '
+        f'`python tools/make_phantoms.py {root} --num-cases {settings["num_cases"]} --seed '
+        f'{settings["seed"]}` (generator {settings["generator_version"]}, '
+        f'{settings["spacing"][0]:g} mm voxels): {s["num_cases"]} studies of '
+        f'{s["num_patients"]} patients ('
+        + ', '.join(f'{k} {v["cases"]}' for k, v in s['splits'].items())
+        + f'), {s["abnormal_studies"]} with at least one abnormality, {s["tumor_studies"]} '
+        'with a tumor mask; fields of view: '
+        + ', '.join(f'{k} {v}' for k, v in s['fields_of_view'].items())
+        + f'; reports of {s["report_words"]["min"]:.0f}-{s["report_words"]["max"]:.0f} words '
+        f'(mean {s["report_words"]["mean"]:.0f}); every organ of the 104 occurs in at least '
+        f'{min(s["organ_frequency"].values())} studies.',
+        '',
+        '| finding | organ findings | share of the organ\'s voxels: median (min-max) | '
+        'lesion - organ HU, mean |',
+        '|---|---:|---|---:|']
+    share, contrast = s['finding_voxel_share'], s.get('lesion_contrast_hu', {})
+    for name in sorted(share, key=lambda n: share[n]['median']):
+        v = share[name]
+        hu = contrast.get(name, {}).get('mean')
+        lines.append(f'| {name} | {v["n"]} | {v["median"]:.4f} ({v["min"]:.4f}-{v["max"]:.4f}) | '
+                     + (f'{hu:+.0f}' if hu is not None else '-') + ' |')
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--phantom-root', default='/tmp/ctglip_phantom_figure')
     parser.add_argument('--out', default=osp.join(REPO, 'docs', 'phantom_vs_real.png'))
+    parser.add_argument('--stats', help='a phantom dataset folder whose stats.json to tabulate')
+    parser.add_argument('--update-readme', action='store_true')
     args = parser.parse_args(argv)
+    if args.stats:
+        markdown = stats_table(args.stats)
+        print(markdown)
+        if args.update_readme:
+            sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+            from readme_section import update_readme
+            update_readme('phantom', markdown)
     from ctglip.datasets.organs import organ_vocabulary, scheme_classes
     if not osp.isfile(osp.join(args.phantom_root, 'manifest.jsonl')):
         from ctglip.datasets.phantom import make_phantom_dataset
