@@ -25,6 +25,7 @@ from ctglip.utils.errors import DataError
 
 sys.path.insert(0, REPO)
 from tools import structure_reports, train  # noqa: E402
+from tools import test as test_tool  # noqa: E402
 
 TINY = osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py')
 KINDS = list(BAD_INPUT_KINDS)
@@ -227,6 +228,33 @@ def test_train_tool_trains_on_the_valid_base(tiny_data, tiny_bert, tmp_path, cap
     code = run_cli(train.main, train_argv(tiny_data, work, tiny_bert))
     assert code == 0, capsys.readouterr().err[-3000:]
     assert (work / 'iter_1.pth').is_file()
+
+
+# -- tools/test.py ------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def checkpoint(tiny_data, tiny_bert, tmp_path_factory):
+    """A checkpoint of one iteration on the unbroken dataset (tools/test.py needs one)."""
+    work = tmp_path_factory.mktemp('ckpt') / 'w'
+    assert run_cli(train.main, train_argv(tiny_data, work, tiny_bert)) == 0
+    return str(work / 'iter_1.pth')
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_test_tool_one_line_error_no_metrics(kind, corpus, checkpoint, tiny_bert, tmp_path,
+                                             capsys, fast_config_dump):
+    """tools/test.py evaluates every study (split=None), so it reads the broken one."""
+    root = corpus(kind)
+    out = tmp_path / 'metrics.json'
+    argv = [TINY, checkpoint, '--work-dir', str(tmp_path / 'w'), '--data-root', root,
+            '--out-metrics', str(out), '--no-val-calibration', '--cfg-options',
+            f'model.text_encoder.model_path={tiny_bert}', 'test_dataloader.dataset.split=None',
+            f'experiment_name=test_{kind}']
+    code = run_cli(test_tool.main, argv)
+    err = capsys.readouterr().err
+    lines = error_lines(err)
+    assert code == 2 and len(lines) == 1, err[-3000:]
+    assert_clear(lines[0][len('error: '):], kind, root)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize('kind, workers', [('mask_affine_mismatch', 0), ('nan_voxels', 1)])
