@@ -90,7 +90,7 @@ DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS,
                        ['ctglip.datasets.ct_report_dataset'])
 TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ['ctglip.datasets.transforms'])
 MODELS = _child('model', MMENGINE_MODELS, ['ctglip.models'])
-MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS, ['ctglip.models'])
+MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS, ['ctglip.engine'])
 WEIGHT_INITIALIZERS = _child('weight initializer', MMENGINE_WEIGHT_INITIALIZERS, ['ctglip.models'])
 OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS, ['ctglip.engine'])
 OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS, ['ctglip.engine'])

@@ -28,3 +28,18 @@ def real_data():
     if not osp.isdir(REAL_DATA):
         pytest.skip(f'real CT fixtures not found at {REAL_DATA}')
     return REAL_DATA
+
+
+@pytest.fixture
+def process_group():
+    """A one-process gloo group on the loopback address."""
+    import socket
+
+    import torch.distributed as dist
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0,
+                            world_size=1)
+    yield
+    dist.destroy_process_group()

@@ -47,6 +47,7 @@ CONFIGS = {
     'METRICS': {'ZeroShotOrganRecognition': {}, 'ZeroShotAbnormalityDetection': {}},
     'HOOKS': {'RNGStateHook': {}},
     'OPTIM_WRAPPERS': {'MixedPrecisionOptimWrapper': dict(optimizer='{optimizer}')},
+    'MODEL_WRAPPERS': {'CTGLIPDistributedDataParallel': dict(module='{module}')},
 }
 
 
@@ -69,7 +70,7 @@ CASES = [(attr, name) for attr, configs in CONFIGS.items() for name in configs]
 
 
 @pytest.mark.parametrize('attr, name', CASES, ids=[f'{a}.{n}' for a, n in CASES])
-def test_registered_name_builds(attr, name, tiny_bert, tiny_data, tmp_path):
+def test_registered_name_builds(attr, name, tiny_bert, tiny_data, tmp_path, request):
     def fill(value):
         if isinstance(value, dict):
             return {k: fill(v) for k, v in value.items()}
@@ -77,9 +78,13 @@ def test_registered_name_builds(attr, name, tiny_bert, tiny_data, tmp_path):
             return [fill(v) for v in value]
         if value == '{optimizer}':
             return torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+        if value == '{module}':
+            return torch.nn.Linear(2, 2)
         if isinstance(value, str):
             return value.format(bert=tiny_bert, data=tiny_data, tmp=tmp_path)
         return value
     cfg = dict(type=name, **fill(CONFIGS[attr][name]))
+    if attr == 'MODEL_WRAPPERS':  # DDP needs a process group
+        request.getfixturevalue('process_group')
     obj = getattr(registry, attr).build(cfg)
     assert obj is not None

@@ -13,6 +13,9 @@ default_hooks = dict(
 # Exact resume: random generator states travel with each checkpoint.
 custom_hooks = [dict(type='RNGStateHook')]
 
+# Distributed runs keep the non-finite guard of the model's training step.
+model_wrapper_cfg = dict(type='CTGLIPDistributedDataParallel', find_unused_parameters=False)
+
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

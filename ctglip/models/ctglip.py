@@ -125,30 +125,11 @@ class CTGLIP(BaseModel):
     # -- training ------------------------------------------------------------------------------
     def train_step(self, data, optim_wrapper):
         """mmengine's train step with a guard against NaN or infinite losses and gradients."""
-        with optim_wrapper.optim_context(self):
-            data = self.data_preprocessor(data, True)
-            losses = self._run_forward(data, mode='loss')
-        parsed, log_vars = self.parse_losses(losses)
-        bad = [k for k, v in losses.items() if k.startswith('loss') and
-               not bool(torch.isfinite(v).all())]
-        if bad:
-            return self._non_finite(f'loss term {bad[0]} = {float(losses[bad[0]].detach())}',
-                                    optim_wrapper, log_vars)
-        from mmengine.optim import AmpOptimWrapper
-        if isinstance(optim_wrapper, AmpOptimWrapper):  # its scaler skips inf steps itself
-            optim_wrapper.update_params(parsed)
-        else:
-            optim_wrapper.backward(optim_wrapper.scale_loss(parsed))
-            for name, p in self.named_parameters():
-                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
-                    return self._non_finite(f'gradient of {name}', optim_wrapper, log_vars)
-            if optim_wrapper.should_update():
-                optim_wrapper.step()
-                optim_wrapper.zero_grad()
-        log_vars['skipped_batches'] = float(self.skipped_batches)
-        return log_vars
+        from ctglip.engine.train_step import guarded_train_step
+        return guarded_train_step(self, self, data, optim_wrapper)
 
-    def _non_finite(self, what, optim_wrapper, log_vars):
+    def handle_non_finite(self, what, optim_wrapper, log_vars):
+        """Stop (raise) or skip and count a batch with a non-finite loss or gradient."""
         from mmengine.logging import MessageHub, print_log
 
         from ctglip.utils.errors import NonFiniteLossError

@@ -139,3 +139,19 @@ def test_nan_batch_is_skipped_and_counted(tiny_bert, tiny_data):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     log_vars = model.train_step(_batch(tiny_data, poison=False), wrapper)
     assert 'loss' in log_vars and log_vars['skipped_batches'] == 1.0
+
+
+def test_ddp_wrapper_keeps_the_guard(tiny_bert, tiny_data, process_group):
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+
+    from ctglip.registry import MODEL_WRAPPERS
+    from ctglip.utils.errors import NonFiniteLossError
+    MessageHub.get_instance('ddp-test')
+    model = _model(tiny_bert, 'stop')
+    ddp = MODEL_WRAPPERS.build(dict(type='CTGLIPDistributedDataParallel', module=model))
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    log_vars = ddp.train_step(_batch(tiny_data, poison=False), wrapper)
+    assert torch.isfinite(log_vars['loss'])
+    with pytest.raises(NonFiniteLossError, match='non-finite loss term'):
+        ddp.train_step(_batch(tiny_data), wrapper)
