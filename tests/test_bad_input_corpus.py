@@ -11,8 +11,10 @@ import json
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +26,7 @@ from ctglip.utils.cli import run_cli
 from ctglip.utils.errors import DataError
 
 sys.path.insert(0, REPO)
-from tools import structure_reports, train  # noqa: E402
+from tools import dataset_stats, preprocess, structure_reports, train  # noqa: E402
 from tools import test as test_tool  # noqa: E402
 
 TINY = osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py')
@@ -310,3 +312,80 @@ def test_structure_reports_subprocess(tmp_path):
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and len(lines) == 1 and 'Traceback' not in proc.stderr
     assert 'not valid UTF-8' in lines[0] and not out.exists()
+
+
+# -- tools/preprocess.py ------------------------------------------------------------------------
+CACHED_TINY = f"""
+_base_ = [{TINY!r}]
+keys = ['image', 'organ_label', 'tumor_mask']
+load = [dict(type='CachedPreprocess', cache_dir='.cache/preprocessed', transforms=[
+    dict(type='LoadCTStudy', organ_vocab='totalseg_v1'),
+    dict(type='Spacingd', keys=keys, pixdim=(4.0, 4.0, 4.0),
+         mode=('bilinear', 'nearest', 'nearest'), allow_missing_keys=True)])]
+pipeline = load + [dict(type='CenterPadCrop', spatial_size=(32, 32, 32)),
+                   dict(type='PackCTInputs')]
+train_dataloader = dict(dataset=dict(pipeline=pipeline))
+val_dataloader = dict(dataset=dict(pipeline=pipeline))
+test_dataloader = dict(dataset=dict(pipeline=pipeline))
+"""
+
+
+@pytest.fixture(scope='module')
+def cached_tiny(tmp_path_factory):
+    """The tiny config with its deterministic head cached (what tools/preprocess.py fills)."""
+    path = tmp_path_factory.mktemp('cfg') / 'cached_tiny.py'
+    path.write_text(CACHED_TINY)
+    return str(path)
+
+
+def cache_entries(root):
+    return sorted(p.name for p in (Path(root) / '.cache').rglob('*') if p.is_file())
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_preprocess_tool_one_line_error_keeps_finished_entries(kind, corpus, cached_tiny, tmp_path,
+                                                               capsys):
+    """The cache is filled study by study; a broken study stops it with one clear line, and
+    the entries already written stay complete (no temp files, no entry of the broken study)."""
+    root = str(tmp_path / 'data')
+    shutil.copytree(corpus(kind), root)
+    code = run_cli(preprocess.main, [cached_tiny, '--data-root', root, '--workers', '0'])
+    err = capsys.readouterr().err
+    lines = error_lines(err)
+    assert code == 2 and len(lines) == 1, err[-3000:]
+    assert_clear(lines[0][len('error: '):], kind, root)
+    assert 'Traceback' not in err
+    entries = cache_entries(root)
+    assert not [e for e in entries if 'tmp' in e], entries
+    assert not [e for e in entries if BROKEN_CASE in e], entries
+
+
+def test_preprocess_tool_fills_the_cache_of_the_valid_base(tiny_data, cached_tiny, tmp_path,
+                                                           capsys):
+    root = str(tmp_path / 'data')
+    shutil.copytree(tiny_data, root)
+    assert run_cli(preprocess.main, [cached_tiny, '--data-root', root, '--workers', '0']) == 0
+    assert f'preprocessed {NUM_CASES} studies' in capsys.readouterr().out
+    assert len(cache_entries(root)) >= NUM_CASES
+
+
+# -- tools/dataset_stats.py ---------------------------------------------------------------------
+# It reads the manifest, the headers, the masks and the reports, never the image voxels.
+STATS_READS_NO_VOXELS = {'truncated_nifti', 'nan_voxels'}
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_dataset_stats_one_line_error_no_output(kind, corpus, tmp_path, capsys):
+    root, out = corpus(kind), tmp_path / 'stats'
+    code = run_cli(dataset_stats.main, [root, '--out', str(out), '--splits', 'train', 'val',
+                                        'test'])
+    err = capsys.readouterr().err
+    if kind in STATS_READS_NO_VOXELS:
+        assert code == 0, err[-3000:]
+        assert (out / 'dataset_stats.json').is_file()
+        return
+    lines = error_lines(err)
+    assert code == 2 and len(lines) == 1, err[-3000:]
+    assert_clear(lines[0][len('error: '):], kind, root)
+    assert 'Traceback' not in err
+    assert not out.exists()

@@ -6,7 +6,8 @@ abnormality counts, as PNG plots and a JSON summary.
 Organ frequencies count the studies whose organ mask contains each organ (read with the
 manifest's label scheme, mapped to the 104-organ vocabulary); word counts are of the raw
 reports and of the per-organ findings of abnormal organs; abnormality counts come from the
-manifest's ground truth.
+manifest's ground truth. Every study's file headers are checked (as training would); image
+voxels are not read.
 """
 import argparse
 import json
@@ -27,6 +28,7 @@ def collect(root, splits):
     from ctglip.datasets import CTReportDataset
     from ctglip.datasets.organs import organ_vocabulary
     from ctglip.datasets.transforms import read_organ_mask
+    from ctglip.datasets.transforms.loading import check_mask_not_empty, check_study_headers
     vocab = organ_vocabulary()
     stats = {}
     for split in splits:
@@ -34,7 +36,10 @@ def collect(root, splits):
         organs, abnormalities, words, finding_words = Counter(), Counter(), [], []
         for i in tqdm(range(len(ds)), desc=f'{split} studies', unit='study'):
             info = ds.get_data_info(i)
+            check_study_headers(info['img_path'], info['mask_path'], info['tumor_path'],
+                                info['case_id'])
             mask = read_organ_mask(info['mask_path'], info['label_scheme'], vocab, info['case_id'])
+            check_mask_not_empty(mask, info['mask_path'], info['label_scheme'], info['case_id'])
             organs.update(vocab[int(v) - 1] for v in np.unique(np.asarray(mask)) if v)
             words.append(len(info['report'].split()))
             for organ, names in (info['abnormalities'] or {}).items():
@@ -99,14 +104,16 @@ def main(argv=None):
     parser.add_argument('--splits', nargs='+', default=['train', 'test'])
     args = parser.parse_args(argv)
     out = args.out or osp.join(args.data_root, 'stats')
+    stats = collect(args.data_root, args.splits)  # reads everything before writing anything
     os.makedirs(out, exist_ok=True)
-    stats = collect(args.data_root, args.splits)
     picture = plot(stats, out)
     summary = {s: {k: v for k, v in d.items() if not isinstance(v, list)} |
                {f'{k}_mean': (sum(v) / len(v) if v else 0.0) for k, v in d.items()
                 if isinstance(v, list)} for s, d in stats.items()}
-    with open(osp.join(out, 'dataset_stats.json'), 'w') as f:
+    tmp = osp.join(out, '.dataset_stats.json.tmp')
+    with open(tmp, 'w') as f:
         json.dump(summary, f, indent=2)
+    os.replace(tmp, osp.join(out, 'dataset_stats.json'))
     print(f'wrote {picture} and {osp.join(out, "dataset_stats.json")}')
 
 

@@ -232,6 +232,16 @@ def _empty_organ_folder(path, case_id):
                      'expected one binary <organ>.nii.gz per organ (TotalSegmentator output).')
 
 
+def check_mask_not_empty(mask, path, label_scheme, case_id=None):
+    """Raise a DataError when an organ label map (in the model's vocabulary) is all background."""
+    if not bool((mask > 0).any()):
+        raise DataError(f'{_case(case_id)}organ_mask {path} holds no organ of the model\'s organ '
+                        'vocabulary (every voxel is background), so the study cannot be '
+                        'grounded. Fix: check that the mask was made from this CT and that '
+                        f'label_scheme {label_scheme!r} is right, or leave the study out of the '
+                        'manifest.')
+
+
 def read_organ_mask(path, label_scheme, organ_vocab, case_id=None):
     """Read an organ label map and map its labels into the model's organ vocabulary.
 
@@ -347,12 +357,7 @@ class LoadCTStudy:
         # the two in one canonical (RAS) orientation.
         image, mask = _to_ras(image), _to_ras(mask)
         check_alignment(image, mask, case_id, path=results['mask_path'])
-        if not bool((mask > 0).any()):
-            raise DataError(f'{_case(case_id)}organ_mask {results["mask_path"]} holds no organ of '
-                            'the model\'s organ vocabulary (every voxel is background), so the '
-                            'study cannot be grounded. Fix: check that the mask was made from '
-                            f'this CT and that label_scheme {results["label_scheme"]!r} is right, '
-                            'or leave the study out of the manifest.')
+        check_mask_not_empty(mask, results['mask_path'], results['label_scheme'], case_id)
         results['image'] = image[None]
         results['organ_label'] = mask[None]
         if results.get('tumor_path'):
