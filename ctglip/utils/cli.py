@@ -130,7 +130,8 @@ def _plain(value):
 def calibrate_thresholds(runner, cfg):
     """Choose abnormality operating thresholds on the validation split; apply them to test.
 
-    The validation run writes ``<work_dir>/val_calibration/abn_thresholds.json``; every
+    The validation run writes ``<work_dir>/val_calibration/abn_thresholds.json`` (and its
+    metrics to ``val_metrics.json`` beside it, for choices that must not look at test); every
     ``ZeroShotAbnormalityDetection`` of the test evaluator without thresholds of its own then
     reads it. Does nothing when the config has no validation data or no abnormality metric.
     """
@@ -154,7 +155,9 @@ def calibrate_thresholds(runner, cfg):
     for metric in sources:
         metric.out_dir, metric.thresholds = calibration_dir, None
     runner.logger.info('choosing abnormality thresholds on the validation split')
-    runner.val()
+    val_metrics = runner.val()
+    if val_metrics:
+        write_metrics(val_metrics, osp.join(calibration_dir, 'val_metrics.json'))
     path = osp.join(calibration_dir, THRESHOLDS_FILE)
     for metric in targets:
         metric.thresholds = path

@@ -59,6 +59,8 @@ def test_test_tool_writes_metrics_json(trained, tmp_path):
     # thresholds were chosen on the validation split and applied to test
     assert metrics['zeroshot/abn_thresholds_self_calibrated'] == 0.0
     assert (work / 'val_calibration' / 'abn_thresholds.json').is_file()
+    val = json.loads((work / 'val_calibration' / 'val_metrics.json').read_text())
+    assert 0.0 <= val['zeroshot/organ_top1'] <= 1.0 and 'zeroshot/abn_auc' in val
 
 
 @pytest.mark.parametrize('extra, message', [

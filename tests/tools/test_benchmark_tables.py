@@ -1,0 +1,88 @@
+"""The table-making parts of tools/benchmarks (the training runs themselves are benchmarks)."""
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+import abnormality_oracle  # noqa: E402
+import pooler_table  # noqa: E402
+import zeroshot_table  # noqa: E402
+
+
+def fake_metrics(auc, val_auc=None):
+    m = {'zeroshot/organ_top1': 0.8, 'zeroshot/organ_top5': 0.95, 'zeroshot/abn_auc': auc,
+         'zeroshot/abn_auc_ci_low': auc - 0.1, 'zeroshot/abn_auc_ci_high': auc + 0.1,
+         'zeroshot/abn_f1': 0.3, 'zeroshot/abn_auc/liver': 0.61, '_train_seconds': 600}
+    if val_auc is not None:
+        m['_val'] = {'zeroshot/abn_auc': val_auc, 'zeroshot/organ_top1': 0.7}
+    return m
+
+
+def test_zeroshot_command_names_every_option_that_changes_results():
+    args = zeroshot_table.parse_args(['--families', 'mit', '--max-iters', '300'])
+    assert zeroshot_table.command(args) == \
+        'python tools/benchmarks/zeroshot_table.py --families mit --max-iters 300'
+    args = zeroshot_table.parse_args(['--families', 'mit', 'nnunet', '--variants', 'ctglip',
+                                      '--data-root', 'data/x', '--cfg-options', 'a.b=1'])
+    assert zeroshot_table.command(args) == (
+        'python tools/benchmarks/zeroshot_table.py --families mit nnunet --variants ctglip '
+        '--data-root data/x --cfg-options a.b=1')
+
+
+def test_zeroshot_table_rows_and_intervals():
+    args = zeroshot_table.parse_args(['--families', 'mit'])
+    text = zeroshot_table.table({('mit', 'ctglip', 'CT-GLIP'): fake_metrics(0.6)}, args)
+    row = [line for line in text.splitlines() if '| CT-GLIP |' in line]
+    assert row[0].startswith('| mit | CT-GLIP | 80.0 | 95.0 | 30.0 | n/a | n/a | 60.0 (50-70) |')
+    assert '| mit | CT-GLIP | 61.0 |' in text  # per-group AUC row
+    assert zeroshot_table.command(args) in text
+
+
+def test_zeroshot_table_refuses_a_missing_custom_data_root(tmp_path):
+    args = zeroshot_table.parse_args(['--data-root', str(tmp_path / 'nothing')])
+    with pytest.raises(SystemExit, match='holds no manifest.jsonl'):
+        zeroshot_table.ensure_data(args)
+
+
+def test_with_val_metrics_reads_the_calibration_run(tmp_path):
+    (tmp_path / 'val_calibration').mkdir()
+    (tmp_path / 'val_calibration' / 'val_metrics.json').write_text('{"zeroshot/abn_auc": 0.7}')
+    assert zeroshot_table.with_val_metrics({}, str(tmp_path))['_val'] == {'zeroshot/abn_auc': 0.7}
+    assert '_val' not in zeroshot_table.with_val_metrics({}, str(tmp_path / 'none'))
+
+
+def test_pooler_choice_uses_validation_not_test():
+    results = {'A': fake_metrics(0.9, val_auc=0.55), 'B': fake_metrics(0.5, val_auc=0.65),
+               'C': fake_metrics(0.99)}  # no validation metrics: not eligible
+    assert pooler_table.choose(results) == 'B'
+    text = pooler_table.table(results, pooler_table.parse_args([]), 'B')
+    assert '| **B** (chosen) | 65.0 | 70.0 | 80.0 |' in text
+    assert pooler_table.choose({'C': fake_metrics(0.9)}) is None
+
+
+def test_pooler_runs_differ_only_in_the_pooler():
+    args = pooler_table.parse_args(['--max-iters', '10'])
+    a, b = (vars(pooler_table.run_args(args, p)) for p in ('OrganMaskPooler', 'OrganGeMPooler'))
+    assert a['cfg_options'] == ['model.pooler.type=OrganMaskPooler']
+    assert {k for k in a if a[k] != b[k]} == {'cfg_options', 'out'}
+
+
+def test_oracle_features_by_hand():
+    values = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    feats = dict(zip(abnormality_oracle.FEATURES, abnormality_oracle.organ_features(values)))
+    assert feats['mean'] == 2.0 and feats['min'] == 0.0 and feats['max'] == 4.0
+    assert feats['p50'] == 2.0 and feats['std'] == pytest.approx(np.sqrt(2.0))
+    assert feats['log_voxels'] == pytest.approx(np.log(5))
+
+
+def test_oracle_runs_on_a_manifest_dataset(tiny_data, capsys):
+    from ctglip.datasets.organs import all_abnormalities
+    abnormality_oracle.main([osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'),
+                             '--data-root', tiny_data])
+    out = capsys.readouterr().out
+    for abnormality in all_abnormalities():
+        assert f'| {abnormality} |' in out
