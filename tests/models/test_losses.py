@@ -107,6 +107,25 @@ def test_diagnosis_texts_balance_and_dictionary(tmp_path):
     assert t2.ignore[0, t2.texts.index('Hepatic cyst.')] and not t2.pos[0].sum() > 1
 
 
+def test_diagnosis_logs_the_accuracy_of_its_abnormal_rows():
+    """acc_diagnosis_abnormal: top-1 over the abnormal rows only (row 0, the cyst liver)."""
+    loss = DiagnosisContrastiveLoss()
+    rows = [(0, 'liver'), (1, 'liver'), (0, 'kidney_left')]
+    t = loss.build_targets(rows, STUDIES)
+    assert t.row_groups['abnormal'].tolist() == [True, False, False]
+    text = torch.eye(3)  # texts: cyst finding, normal liver, normal left kidney
+    scale = torch.tensor(10.0)
+    # the cyst liver looks like a normal liver (wrong); the other two rows are right
+    image = torch.stack([text[1], text[1], text[2]])
+    out = loss(image, text, t, scale)
+    assert out['acc_diagnosis_abnormal'] == 0.0
+    assert torch.isclose(out['acc_diagnosis'], torch.tensor(2 / 3))
+    image[0] = text[0]
+    assert loss(image, text, t, scale)['acc_diagnosis_abnormal'] == 1.0
+    normal = loss.build_targets([(1, 'liver')], STUDIES)
+    assert 'acc_diagnosis_abnormal' not in loss(text[1:2], text[1:2], normal, scale)
+
+
 def test_grouped_diagnosis_rows_skip_organs_without_a_group():
     t = DiagnosisContrastiveLoss(organs='grouped').build_targets(
         [(0, 'liver'), (0, 'aorta')], STUDIES)

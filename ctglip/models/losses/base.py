@@ -17,12 +17,16 @@ class ContrastiveTargets:
         rows: indices of the image rows that take part (default: all).
         ignore: N x M bool, pairs left out of the softmax (neither positive nor negative).
         row_weights: N float, weights of the image->text terms (sum to 1).
+        row_groups: ``{name: N bool}`` subsets of rows whose top-1 accuracy is logged as
+            ``acc_<term>_<name>`` (e.g. the abnormal organs of the diagnosis term, whose
+            accuracy the overall one, dominated by normal organs, hides).
     """
     texts: List[str]
     pos: torch.Tensor
     rows: Optional[torch.Tensor] = None
     ignore: Optional[torch.Tensor] = None
     row_weights: Optional[torch.Tensor] = None
+    row_groups: Optional[dict] = None
 
 
 def soft_infonce(image_embeds, text_embeds, pos, logit_scale, ignore=None, row_weights=None):
@@ -94,7 +98,24 @@ class ContrastiveLoss(nn.Module):
         loss, acc = soft_infonce(image_embeds, text_embeds, targets.pos.to(image_embeds.device),
                                  logit_scale, _to(targets.ignore, image_embeds),
                                  _to(targets.row_weights, image_embeds))
-        return {f'loss_{self.name}': self.weight * loss, f'acc_{self.name}': acc}
+        out = {f'loss_{self.name}': self.weight * loss, f'acc_{self.name}': acc}
+        for group, mask in (targets.row_groups or {}).items():
+            mask = mask.to(image_embeds.device)
+            if bool(mask.any()):
+                correct = _top1_correct(image_embeds[mask], text_embeds, targets.pos[mask],
+                                        None if targets.ignore is None else targets.ignore[mask])
+                out[f'acc_{self.name}_{group}'] = correct.mean()
+        return out
+
+
+@torch.no_grad()
+def _top1_correct(image_embeds, text_embeds, pos, ignore=None):
+    """1.0 for each row whose most similar text is one of its positives, else 0.0."""
+    sims = image_embeds @ text_embeds.t()
+    pos = pos.to(sims.device)
+    if ignore is not None:
+        sims = sims.masked_fill(ignore.to(sims.device) & ~pos, float('-inf'))
+    return pos.gather(1, sims.argmax(1, keepdim=True)).squeeze(1).float()
 
 
 def _to(x, ref):

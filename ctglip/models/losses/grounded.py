@@ -107,7 +107,8 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
         if self.balance and 0 < int(abnormal.sum()) < len(used):
             weights = torch.where(abnormal, 0.5 / abnormal.sum(), 0.5 / (~abnormal).sum())
         return ContrastiveTargets(texts, pos, rows=torch.tensor(used, dtype=torch.long),
-                                  ignore=ignore, row_weights=weights)
+                                  ignore=ignore, row_weights=weights,
+                                  row_groups=dict(abnormal=abnormal))
 
     def _add_dictionary(self, rows, studies, texts, pos):
         entries = []  # (text, organ, abnormality)
