@@ -28,8 +28,30 @@ def load_config(path, cfg_options=()):
                 raise ConfigError(f'--cfg-options {item!r}: expected KEY=VALUE.')
             key, value = item.split('=', 1)
             options[key] = DictAction._parse_iterable(value)
+        old_iters = (cfg.get('train_cfg') or {}).get('max_iters')
         cfg.merge_from_dict(options)
+        if not any(k.startswith('param_scheduler') for k in options):
+            follow_max_iters(cfg, old_iters)
     return cfg
+
+
+def follow_max_iters(cfg, old_iters):
+    """Let iteration schedulers that ended at the old ``train_cfg.max_iters`` end at the new one.
+
+    Configs compute ``end=max_iters`` when they are read, so ``--cfg-options
+    train_cfg.max_iters=N`` alone would leave a cosine decay ending at the old length (no decay
+    in a shorter run, a long tail at the floor in a longer one). Overriding any
+    ``param_scheduler`` key turns this off.
+    """
+    new_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+    schedulers = cfg.get('param_scheduler')
+    if not old_iters or not new_iters or new_iters == old_iters or not schedulers:
+        return
+    for i, sched in enumerate([schedulers] if isinstance(schedulers, dict) else schedulers):
+        if not sched.get('by_epoch', True) and sched.get('end') == old_iters:
+            sched['end'] = new_iters
+            print(f'note: param_scheduler[{i}].end follows train_cfg.max_iters '
+                  f'({old_iters} -> {new_iters})', file=sys.stderr)
 
 
 def add_common_arguments(parser):

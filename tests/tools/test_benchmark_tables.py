@@ -16,7 +16,8 @@ import zeroshot_table  # noqa: E402
 def fake_metrics(auc, val_auc=None):
     m = {'zeroshot/organ_top1': 0.8, 'zeroshot/organ_top5': 0.95, 'zeroshot/abn_auc': auc,
          'zeroshot/abn_auc_ci_low': auc - 0.1, 'zeroshot/abn_auc_ci_high': auc + 0.1,
-         'zeroshot/abn_f1': 0.3, 'zeroshot/abn_auc/liver': 0.61, '_train_seconds': 600}
+         'zeroshot/abn_f1': 0.3, 'zeroshot/abn_auc/liver': 0.61,
+         'zeroshot/abn_auc/liver/cyst': 0.52, '_train_seconds': 600}
     if val_auc is not None:
         m['_val'] = {'zeroshot/abn_auc': val_auc, 'zeroshot/organ_top1': 0.7}
     return m
@@ -61,6 +62,7 @@ def test_pooler_choice_uses_validation_not_test():
     assert pooler_table.choose(results) == 'B'
     text = pooler_table.table(results, pooler_table.parse_args([]), 'B')
     assert '| **B** (chosen) | 65.0 | 70.0 | 80.0 |' in text
+    assert '| liver/cyst | 52.0 | 52.0 | 52.0 |' in text  # per-abnormality table
     assert pooler_table.choose({'C': fake_metrics(0.9)}) is None
 
 

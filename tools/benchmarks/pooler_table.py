@@ -71,7 +71,24 @@ def table(results, args, best):
             f'{zt.fmt(m, "zeroshot/organ_top1")} | {zt.fmt(m, "zeroshot/abn_f1", True)} | '
             f'{zt.fmt(m, "zeroshot/abn_auc", True)} | '
             + ' | '.join(zt.fmt(m, f'zeroshot/abn_auc/{g}') for g in zt.GROUPS) + ' |')
+    lines += ['', 'Test AD AUC per abnormality (focal findings are the ones a masked mean '
+              'dilutes):', '',
+              '| abnormality | ' + ' | '.join(results) + ' |',
+              '|---|' + '---:|' * len(results)]
+    for key in abnormality_keys(results):
+        lines.append(f'| {key} | ' + ' | '.join(
+            zt.fmt(m, f'zeroshot/abn_auc/{key}') for m in results.values()) + ' |')
     return '\n'.join(lines)
+
+
+def abnormality_keys(results):
+    """``group/abnormality`` of every per-abnormality AUC any run reports, in a stable order."""
+    keys = set()
+    for m in results.values():
+        keys.update(k[len('zeroshot/abn_auc/'):] for k in m
+                    if k.startswith('zeroshot/abn_auc/') and k.count('/') == 3)
+    return sorted(keys, key=lambda k: (zt.GROUPS.index(k.split('/')[0])
+                                       if k.split('/')[0] in zt.GROUPS else len(zt.GROUPS), k))
 
 
 def main(argv=None):

@@ -1,0 +1,25 @@
+"""Config loading of the command-line tools: overrides and the schedule that follows them."""
+import os.path as osp
+
+from conftest import REPO
+
+from ctglip.utils.cli import load_config
+
+CONFIG = osp.join(REPO, 'configs', 'ctglip', 'ctglip_mit_104organ.py')
+
+
+def ends(cfg):
+    return [s['end'] for s in cfg.param_scheduler]
+
+
+def test_cosine_schedule_follows_an_overridden_max_iters(capsys):
+    assert ends(load_config(CONFIG)) == [20, 300]
+    assert ends(load_config(CONFIG, ['train_cfg.max_iters=600'])) == [20, 600]
+    assert 'param_scheduler[1].end follows train_cfg.max_iters (300 -> 600)' in \
+        capsys.readouterr().err
+    assert ends(load_config(CONFIG, ['train_cfg.max_iters=100'])) == [20, 100]
+
+
+def test_an_explicit_scheduler_override_wins():
+    cfg = load_config(CONFIG, ['train_cfg.max_iters=600', 'param_scheduler.1.end=400'])
+    assert ends(cfg) == [20, 400]
