@@ -82,13 +82,10 @@ def table(results, args, best):
 
 
 def abnormality_keys(results):
-    """``group/abnormality`` of every per-abnormality AUC any run reports, in a stable order."""
-    keys = set()
-    for m in results.values():
-        keys.update(k[len('zeroshot/abn_auc/'):] for k in m
-                    if k.startswith('zeroshot/abn_auc/') and k.count('/') == 3)
-    return sorted(keys, key=lambda k: (zt.GROUPS.index(k.split('/')[0])
-                                       if k.split('/')[0] in zt.GROUPS else len(zt.GROUPS), k))
+    """``group/abnormality`` of every per-abnormality AUC any run reports, grouped as GROUPS."""
+    keys = {k[len('zeroshot/abn_auc/'):] for m in results.values() for k in m
+            if k.startswith('zeroshot/abn_auc/') and k.count('/') == 3}
+    return [k for g in zt.GROUPS for k in sorted(keys) if k.startswith(f'{g}/')]
 
 
 def main(argv=None):

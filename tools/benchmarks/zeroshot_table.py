@@ -107,8 +107,7 @@ def train_and_test(family, variant, args):
     common = ['--work-dir', work, '--data-root', args.data_root]
     options = list(args.cfg_options)
     if args.max_iters:
-        options += [f'train_cfg.max_iters={args.max_iters}',
-                    f'train_cfg.val_interval={args.max_iters}']
+        options.append(f'train_cfg.max_iters={args.max_iters}')
     t0 = time.time()
     # no validation while training: tools/test.py runs the validation split anyway (it
     # chooses the thresholds there), so the benchmark evaluates each split once
