@@ -1,5 +1,6 @@
 """ctglip's own transforms: label-swapping flip, organ-aware crop, packing."""
 import numpy as np
+import pytest
 import torch
 
 from ctglip.datasets.organs import organ_vocabulary, readable_name, swap_side
@@ -60,3 +61,23 @@ def test_crop_or_pad():
     out = crop_or_pad(x, np.array([2, 0, 0]), np.array([4, 4, 4]))
     assert out.shape == (1, 4, 4, 4) and (out[0, 2:] == 0).all()
     assert torch.equal(out[0, :2], x[0, 2:])
+
+
+def test_multi_window_gives_one_clipped_channel_per_window():
+    from ctglip.datasets.transforms import MultiWindowd
+    hu = torch.tensor([-1200.0, -1000.0, -160.0, 40.0, 240.0, 1000.0, 1500.0]).view(1, 7, 1, 1)
+    out = MultiWindowd(windows=[(-1000, 1000), (-160, 240)])({'image': hu})['image']
+    assert out.shape == (2, 7, 1, 1)
+    torch.testing.assert_close(out[0].flatten(), torch.tensor([0, 0, .42, .52, .62, 1, 1]))
+    torch.testing.assert_close(out[1].flatten(), torch.tensor([0, 0, 0, .5, 1, 1, 1]))
+    # numpy input gives the same numbers
+    out_np = MultiWindowd(windows=[(-160, 240)])({'image': hu.numpy()})['image']
+    np.testing.assert_allclose(out_np, out[1:].numpy(), rtol=1e-6)
+
+
+def test_multi_window_refuses_bad_windows_and_multichannel_input():
+    from ctglip.datasets.transforms import MultiWindowd
+    with pytest.raises(ValueError, match='high > low'):
+        MultiWindowd(windows=[(240, -160)])
+    with pytest.raises(ValueError, match='one channel in HU'):
+        MultiWindowd()({'image': torch.zeros(2, 4, 4, 4)})

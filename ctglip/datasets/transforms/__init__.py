@@ -10,7 +10,7 @@ from ctglip.registry import TRANSFORMS
 
 from .caching import CachedPreprocess
 from .loading import LoadCTStudy, read_organ_mask, read_volume
-from .processing import CenterPadCrop, PackCTInputs, RandFlipLR, RandOrganCrop
+from .processing import CenterPadCrop, MultiWindowd, PackCTInputs, RandFlipLR, RandOrganCrop
 
 MONAI_TRANSFORMS = ('Orientationd', 'Spacingd', 'ScaleIntensityRanged', 'CropForegroundd',
                     'SpatialPadd', 'DivisiblePadd', 'ResizeWithPadOrCropd', 'RandSpatialCropd',
@@ -20,4 +20,4 @@ for _name in MONAI_TRANSFORMS:
     TRANSFORMS.register_module(name=_name, module=getattr(_mt, _name), force=True)
 
 __all__ = ['CachedPreprocess', 'LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop', 'CenterPadCrop',
-           'RandFlipLR', 'PackCTInputs', 'MONAI_TRANSFORMS']
+           'RandFlipLR', 'PackCTInputs', 'MultiWindowd', 'MONAI_TRANSFORMS']

@@ -150,3 +150,45 @@ class PackCTInputs:
         for key in self.TEXT_KEYS:
             sample.set_field(results.get(key), key, field_type='metainfo')
         return dict(inputs=image, data_samples=sample)
+
+
+@TRANSFORMS.register_module()
+class MultiWindowd:
+    """Map a CT volume in HU to one channel per intensity window, each clipped and scaled to
+    [0, 1], as a radiologist reads one scan in several windows.
+
+    One wide window squeezes the soft-tissue range (where liver lesions, steatosis and masses
+    differ by 20-80 HU) into a few hundredths of the input range; a soft-tissue channel next to
+    a wide (lung and bone) channel gives the network those differences at full contrast. The
+    backbone's ``in_channels`` must equal the number of windows.
+
+    Args:
+        keys: the image keys (``C x X x Y x Z``, HU; C must be 1).
+        windows: ``[(low, high), ...]`` in HU; one output channel each, in this order.
+    """
+
+    def __init__(self, keys=('image',), windows=((-1000.0, 1000.0), (-160.0, 240.0))):
+        self.keys = [keys] if isinstance(keys, str) else list(keys)
+        self.windows = [(float(lo), float(hi)) for lo, hi in windows]
+        bad = [w for w in self.windows if not w[1] > w[0]]
+        if not self.windows or bad:
+            raise ValueError(f'MultiWindowd.windows={windows!r}: give (low, high) pairs in HU '
+                             'with high > low.')
+
+    def __call__(self, results):
+        for key in self.keys:
+            volume = results[key]
+            if volume.shape[0] != 1:
+                raise ValueError(f'MultiWindowd: {key!r} has {volume.shape[0]} channels; it '
+                                 'expects one channel in HU (put it before any other intensity '
+                                 'transform).')
+            if isinstance(volume, torch.Tensor):
+                results[key] = torch.cat([((volume - lo) / (hi - lo)).clamp(0.0, 1.0)
+                                          for lo, hi in self.windows], 0)
+            else:
+                results[key] = np.concatenate([np.clip((volume - lo) / (hi - lo), 0.0, 1.0)
+                                               for lo, hi in self.windows], 0)
+        return results
+
+    def __repr__(self):
+        return f'{type(self).__name__}(keys={self.keys}, windows={self.windows})'
