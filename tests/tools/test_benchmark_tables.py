@@ -9,6 +9,8 @@ from conftest import REPO
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
 import abnormality_oracle  # noqa: E402
+import abnormality_probe  # noqa: E402
+import abnormality_supervised  # noqa: E402
 import pooler_table  # noqa: E402
 import zeroshot_table  # noqa: E402
 
@@ -88,3 +90,39 @@ def test_oracle_runs_on_a_manifest_dataset(tiny_data, capsys):
     out = capsys.readouterr().out
     for abnormality in all_abnormalities():
         assert f'| {abnormality} |' in out
+
+
+def test_supervised_labels_cover_the_organ_group_only():
+    import torch
+
+    from ctglip.datasets.organs import all_abnormalities, organ_vocabulary
+    from ctglip.structures import CTDataSample
+    vocab = organ_vocabulary()
+    names = list(all_abnormalities())
+    index = {a: i for i, a in enumerate(names)}
+    sample = CTDataSample(metainfo=dict(abnormalities={'liver': ['liver cyst']}))
+    valid = torch.zeros(1, len(vocab), dtype=torch.bool)
+    for organ in ('liver', 'spleen', 'aorta'):  # aorta: no abnormality group
+        valid[0, vocab.index(organ)] = True
+    rows, targets, masks = abnormality_supervised.label_rows([sample], vocab, valid, names, index)
+    organs = [vocab[k] for _, k in rows]  # in vocabulary order
+    assert sorted(organs) == ['liver', 'spleen']
+    liver, spleen = organs.index('liver'), organs.index('spleen')
+    assert masks[liver].sum() == 4 and masks[spleen].sum() == 2  # 4 and 2 abnormalities
+    assert targets[liver, index['liver cyst']] == 1 and targets.sum() == 1
+
+
+def test_supervised_ceiling_runs_on_a_manifest_dataset(tiny_data, capsys):
+    abnormality_supervised.main([osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'),
+                                 '--data-root', tiny_data, '--iters', '2'])
+    out = capsys.readouterr().out
+    assert 'supervised ceiling of tiny_ctglip.py: 2 iterations' in out
+    assert '| liver cyst |' in out
+
+
+def test_probe_runs_on_an_untrained_model(tiny_data, capsys):
+    abnormality_probe.main([osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'), 'none',
+                            '--data-root', tiny_data, '--fit-split', 'train'])
+    out = capsys.readouterr().out
+    assert '| abnormality | test units (pos) | zero-shot AUC | linear-probe AUC |' in out
+    assert 'mean zero-shot AUC' in out

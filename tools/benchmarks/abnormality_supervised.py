@@ -1,0 +1,183 @@
+"""What the image encoder can learn about abnormalities at a given budget, with labels.
+
+    python tools/benchmarks/abnormality_supervised.py CONFIG [--iters N] [--data-root DIR]
+
+It trains the config's backbone and organ pooler from scratch, with the config's training
+pipeline, batch size, optimiser and learning-rate schedule, but with a supervised head instead
+of text: a linear layer on each pooled organ feature predicts the organ's abnormalities (binary
+cross-entropy over the abnormalities of the organ's group, positives up-weighted by their
+rarity). The test split's per-abnormality AUC is then the ceiling that contrastive pretraining
+of the same encoder can be expected to reach with the same number of iterations: text
+supervision is weaker than labels.
+
+It separates two causes of near-chance zero-shot abnormality detection: a supervised AUC near
+chance means the encoder cannot learn the findings at this budget (more iterations, resolution
+or a different pooler are needed); a high supervised AUC puts the fault on the contrastive
+objective or the prompts.
+"""
+import argparse
+import math
+import os.path as osp
+import sys
+import time
+
+import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+
+def label_rows(samples, organ_vocab, valid, names, index):
+    """(study, organ index) rows of the abnormality groups and their N x A targets and mask."""
+    import torch
+    from ctglip.datasets.organs import ABNORMALITIES, organ_group
+    rows, targets, masks = [], [], []
+    for b, sample in enumerate(samples):
+        truth = sample.get('abnormalities') or {}
+        for k in torch.nonzero(valid[b]).flatten().tolist():
+            group = organ_group(organ_vocab[k])
+            if group is None:
+                continue
+            t, m = torch.zeros(len(names)), torch.zeros(len(names))
+            for a in ABNORMALITIES[group]:
+                m[index[a]] = 1
+                t[index[a]] = float(a in truth.get(organ_vocab[k], []))
+            rows.append((b, k))
+            targets.append(t)
+            masks.append(m)
+    if not rows:
+        return rows, None, None
+    return rows, torch.stack(targets), torch.stack(masks)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--iters', type=int, help='training iterations (default: the config\'s)')
+    parser.add_argument('--data-root')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from sklearn.metrics import roc_auc_score
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    import ctglip.datasets  # noqa: F401
+    from ctglip.datasets.organs import all_abnormalities
+    from ctglip.registry import DATASETS, MODELS
+    torch.manual_seed(args.seed)
+    cfg = Config.fromfile(args.config)
+    model = MODELS.build(cfg.model)
+    names = list(all_abnormalities())
+    index = {a: i for i, a in enumerate(names)}
+    head = nn.Linear(model.pooler.out_channels(model.backbone.out_channels), len(names))
+    params = list(model.backbone.parameters()) + list(model.pooler.parameters()) \
+        + list(head.parameters())
+    opt_cfg = cfg.optim_wrapper.optimizer
+    optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    iters = args.iters or cfg.train_cfg.max_iters
+    warm = 20
+
+    def lr_factor(i):  # the configs' schedule: linear warm-up, cosine to lr / 100
+        if i < warm:
+            return 0.1 + 0.9 * i / warm
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, iters - warm)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    clip = (cfg.optim_wrapper.get('clip_grad') or {}).get('max_norm')
+
+    def dataset(split, train):
+        ds_cfg = (cfg.train_dataloader if train else cfg.test_dataloader).dataset.copy()
+        ds_cfg.split = split
+        if args.data_root:
+            ds_cfg.data_root, ds_cfg.phantom = args.data_root, None
+        return DATASETS.build(ds_cfg)
+
+    train_ds = dataset('train', True)
+    pos = np.zeros(len(names))
+    for i in range(len(train_ds)):
+        info = train_ds.get_data_info(i)
+        for organ, abns in (info.get('abnormalities') or {}).items():
+            for a in abns:
+                if a in index:
+                    pos[index[a]] += 1
+    n_train = len(train_ds)
+    pos_weight = torch.tensor(np.clip((n_train - pos) / np.maximum(pos, 1), 1, 50),
+                              dtype=torch.float32)
+    loader = DataLoader(train_ds, batch_size=cfg.train_dataloader.batch_size, shuffle=True,
+                        num_workers=cfg.train_dataloader.get('num_workers', 0),
+                        collate_fn=pseudo_collate, drop_last=True,
+                        persistent_workers=cfg.train_dataloader.get('num_workers', 0) > 0)
+    model.train()
+    head.train()
+    t0 = time.time()
+    it, losses = 0, []
+    bar = tqdm(total=iters, desc='supervised training', unit='it')
+    while it < iters:
+        for batch in loader:
+            data = model.data_preprocessor(batch, True)
+            feats = model.extract_feat(data['inputs'])
+            embeds, valid = model.pool(feats, data['data_samples'])
+            rows, targets, masks = label_rows(data['data_samples'], model.organ_vocab, valid,
+                                              names, index)
+            if rows:
+                b, k = zip(*rows)
+                logits = head(embeds[list(b), list(k)])
+                loss = F.binary_cross_entropy_with_logits(
+                    logits, targets, pos_weight=pos_weight, reduction='none')
+                loss = (loss * masks).sum() / masks.sum()
+                optimizer.zero_grad()
+                loss.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
+                optimizer.step()
+                losses.append(float(loss))
+            scheduler.step()
+            it += 1
+            bar.update(1)
+            if it % 10 == 0:
+                bar.set_postfix(loss=f'{np.mean(losses[-10:]):.3f}')
+            if it >= iters:
+                break
+    bar.close()
+    train_s = time.time() - t0
+    model.eval()
+    head.eval()
+    test_ds = dataset('test', False)
+    scores, labels = [[] for _ in names], [[] for _ in names]
+    with torch.no_grad():
+        for start in tqdm(range(0, len(test_ds), 2), desc='test split', unit='batch'):
+            items = [test_ds[i] for i in range(start, min(start + 2, len(test_ds)))]
+            data = model.data_preprocessor(pseudo_collate(items), False)
+            embeds, valid = model.pool(model.extract_feat(data['inputs']), data['data_samples'])
+            rows, targets, masks = label_rows(data['data_samples'], model.organ_vocab, valid,
+                                              names, index)
+            if not rows:
+                continue
+            b, k = zip(*rows)
+            logits = head(embeds[list(b), list(k)])
+            for r in range(len(rows)):
+                for j in torch.nonzero(masks[r]).flatten().tolist():
+                    scores[j].append(float(logits[r, j]))
+                    labels[j].append(int(targets[r, j]))
+    print(f'\nsupervised ceiling of {osp.basename(args.config)}: {iters} iterations '
+          f'({train_s / 60:.1f} min), test split\n')
+    print('| abnormality | test units (pos) | supervised AUC |')
+    print('|---|---:|---:|')
+    aucs = []
+    for j, a in enumerate(names):
+        y = np.array(labels[j])
+        if len(set(y)) < 2:
+            print(f'| {a} | {len(y)} ({int(y.sum())}) | n/a |')
+            continue
+        auc = roc_auc_score(y, scores[j])
+        aucs.append(auc)
+        print(f'| {a} | {len(y)} ({int(y.sum())}) | {auc:.3f} |')
+    print(f'\nmean supervised AUC {np.mean(aucs):.3f} over {len(aucs)} abnormalities')
+
+
+if __name__ == '__main__':
+    main()
