@@ -300,12 +300,16 @@ def bootstrap_weights(n_studies, n_bootstrap, rng):
                        minlength=n_bootstrap * n_studies).reshape(n_bootstrap, n_studies)
 
 
-def bootstrap_ci(statistic, n_studies, n_bootstrap=1000, seed=0, level=0.95, chunk_size=100):
-    """Percentile bootstrap confidence interval over resampled studies.
+def bootstrap_ci(statistic, n_studies, n_bootstrap=1000, seed=0, level=0.95, chunk_size=100,
+                 clusters=None):
+    """Percentile bootstrap confidence interval over resampled studies (or patients).
 
     A resample draws ``n_studies`` studies with replacement; ``statistic`` sees it as per-study
     multiplicities, so that all units of a study (its organs, its abnormalities) move together.
-    Resamples where the statistic is undefined (NaN, e.g. one class absent) are left out.
+    With ``clusters`` (e.g. the patient of each study) it draws clusters instead, and all
+    studies of a drawn cluster come along: the interval then accounts for studies of one
+    patient being alike. Resamples where the statistic is undefined (NaN, e.g. one class
+    absent) are left out.
 
     Args:
         statistic (callable): maps a B x n_studies array of study counts to B values (or
@@ -315,6 +319,8 @@ def bootstrap_ci(statistic, n_studies, n_bootstrap=1000, seed=0, level=0.95, chu
         seed (int): seed of the resampling; the same seed gives the same interval.
         level (float): the coverage of the interval, e.g. 0.95.
         chunk_size (int): resamples evaluated at once (bounds the memory).
+        clusters (array-like, optional): n_studies cluster indices ``0..G-1`` (every index
+            used); None resamples studies.
 
     Returns:
         tuple: ``(low, high, n_valid)``: floats (or M-arrays), and the number of resamples
@@ -326,10 +332,19 @@ def bootstrap_ci(statistic, n_studies, n_bootstrap=1000, seed=0, level=0.95, chu
                          f'{n_bootstrap} and {n_studies}')
     if not 0 < level < 1:
         raise ValueError(f'level must be in (0, 1), got {level}')
+    if clusters is not None:
+        clusters = np.asarray(clusters, dtype=np.int64)
+        if clusters.shape != (n_studies,) or clusters.min() < 0 or \
+                set(np.unique(clusters)) != set(range(int(clusters.max()) + 1)):
+            raise ValueError(f'clusters must give each of the {n_studies} studies an index in '
+                             '0..G-1, every index used')
+    n_draw = n_studies if clusters is None else int(clusters.max()) + 1
     rng = np.random.default_rng(seed)
     values = []
     for start in range(0, n_bootstrap, chunk_size):
-        weights = bootstrap_weights(n_studies, min(chunk_size, n_bootstrap - start), rng)
+        weights = bootstrap_weights(n_draw, min(chunk_size, n_bootstrap - start), rng)
+        if clusters is not None:
+            weights = weights[:, clusters]
         values.append(np.asarray(statistic(weights), dtype=np.float64))
     values = np.concatenate(values, axis=0)
     valid = np.isfinite(values)

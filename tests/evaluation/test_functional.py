@@ -162,3 +162,31 @@ def test_bootstrap_ci_skips_undefined_resamples():
                                       n_bootstrap=200, seed=0)
     assert 0 < n_valid < 200
     assert low == high == 1.0
+
+
+def test_bootstrap_ci_over_clusters_moves_their_studies_together():
+    scores, labels = _random_case(4, n=200)
+
+    def statistic(weights):
+        return weighted_auc(scores, labels, weights)
+
+    # one study per cluster: the same resamples as the study bootstrap
+    singletons = np.arange(scores.size)
+    assert bootstrap_ci(statistic, scores.size, 200, seed=3, clusters=singletons) == \
+        bootstrap_ci(statistic, scores.size, 200, seed=3)
+    # each study twice under one patient == the study bootstrap of the distinct studies
+    doubled_scores, doubled_labels = np.repeat(scores, 2), np.repeat(labels, 2)
+    patients = np.repeat(np.arange(scores.size), 2)
+
+    def doubled(weights):
+        assert (weights[:, 0::2] == weights[:, 1::2]).all()  # both studies of a patient
+        return weighted_auc(doubled_scores, doubled_labels, weights)
+
+    low, high, _ = bootstrap_ci(doubled, 2 * scores.size, 200, seed=3, clusters=patients)
+    assert (low, high) == pytest.approx(bootstrap_ci(statistic, scores.size, 200, seed=3)[:2])
+    # resampling the duplicated studies as if independent gives a too narrow interval
+    naive = bootstrap_ci(lambda w: weighted_auc(doubled_scores, doubled_labels, w),
+                         2 * scores.size, 200, seed=3)
+    assert naive[1] - naive[0] < high - low
+    with pytest.raises(ValueError, match='every index used'):
+        bootstrap_ci(statistic, 3, 10, clusters=[0, 2, 2])

@@ -279,3 +279,26 @@ def test_non_strict_metric_warns_instead_of_raising_when_nothing_is_evaluable():
     metric.process({}, [sample])
     out = metric.compute_metrics(metric.results)
     assert out == dict(abn_num_studies=1, abn_num_evaluable=0)
+
+
+def test_abnormality_bootstrap_can_resample_patients():
+    studies = _fake_studies(n=30)
+    twice = []
+    for i, study in enumerate(studies):  # two identical studies per patient
+        for k in range(2):
+            twice.append(dict(study, case_id=f'{study["case_id"]}_{k}', patient_id=f'p{i}'))
+    samples = _as_samples(twice)
+    for sample, study in zip(samples, twice):
+        sample.set_metainfo(dict(patient_id=study['patient_id']))
+    by_patient = ZeroShotAbnormalityDetection(n_bootstrap=200, bootstrap_unit='patient')
+    by_patient.process(None, samples)
+    m_patient = by_patient.evaluate(len(samples))
+    by_study = ZeroShotAbnormalityDetection(n_bootstrap=200)
+    by_study.process(None, samples)
+    m_study = by_study.evaluate(len(samples))
+    assert m_patient['zeroshot/abn_auc'] == m_study['zeroshot/abn_auc']
+    width = {name: m['zeroshot/abn_auc_ci_high'] - m['zeroshot/abn_auc_ci_low']
+             for name, m in (('patient', m_patient), ('study', m_study))}
+    assert width['patient'] > width['study']
+    with pytest.raises(ConfigError, match="bootstrap_unit='visit'"):
+        ZeroShotAbnormalityDetection(bootstrap_unit='visit')

@@ -102,6 +102,9 @@ class ZeroShotAbnormalityDetection(BaseMetric):
             ``max_f1`` or ``youden``; used when ``thresholds`` is None.
         n_bootstrap (int): bootstrap resamples of studies for the confidence intervals; 0
             turns them off.
+        bootstrap_unit (str): ``study`` resamples studies; ``patient`` resamples patients
+            (metainfo ``patient_id``; a study without one is its own patient), so that several
+            studies of one patient move together and the interval is not too narrow.
         seed (int): seed of the bootstrap.
         ci_level (float): coverage of the confidence intervals.
         out_dir (str, optional): folder for ``abn_thresholds.json`` and the radar picture.
@@ -121,6 +124,7 @@ class ZeroShotAbnormalityDetection(BaseMetric):
     default_prefix = 'zeroshot'
 
     def __init__(self, thresholds=None, threshold_rule='nearest_01', n_bootstrap=1000, seed=0,
+                 bootstrap_unit='study',
                  ci_level=0.95, out_dir=None, strict=True, prefix='zeroshot',
                  collect_device='cpu', collect_dir=None):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
@@ -141,6 +145,10 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         self.thresholds = thresholds
         self.threshold_rule = threshold_rule
         self.n_bootstrap = n_bootstrap
+        if bootstrap_unit not in ('study', 'patient'):
+            raise ConfigError(f'ZeroShotAbnormalityDetection bootstrap_unit={bootstrap_unit!r}; '
+                              "use 'study' or 'patient'.")
+        self.bootstrap_unit = bootstrap_unit
         self.seed = seed
         self.ci_level = ci_level
         self.out_dir = out_dir
@@ -184,7 +192,8 @@ class ZeroShotAbnormalityDetection(BaseMetric):
                         for abnormality in found
                         if abnormality not in abn_scores.get(organ, {})]
             self.results.append(dict(
-                excluded=False, group=np.array(groups, dtype=str),
+                excluded=False, patient=sample.get('patient_id'),
+                group=np.array(groups, dtype=str),
                 abnormality=np.array(names, dtype=str),
                 score=np.array(scores, dtype=np.float64), label=np.array(labels, dtype=bool),
                 unscored=unscored))
@@ -249,7 +258,8 @@ class ZeroShotAbnormalityDetection(BaseMetric):
             for group in dict.fromkeys(g for g, _ in values):
                 metrics[f'abn_{m}/{group}'] = float(np.mean(
                     [v for (g, _), v in values.items() if g == group]))
-        metrics.update(self._confidence_intervals(units, len(included)))
+        metrics.update(self._confidence_intervals(units, len(included),
+                                                  self._clusters(included)))
         metrics['abn_thresholds_self_calibrated'] = float(self_calibrated)
         metrics['abn_num_studies'] = len(included)
         metrics['abn_num_excluded_studies'] = n_excluded
@@ -339,8 +349,18 @@ class ZeroShotAbnormalityDetection(BaseMetric):
                       logger='current', level=logging.WARNING)
         return chosen, False
 
-    def _confidence_intervals(self, units, n_studies):
-        """Percentile bootstrap CIs of the four macro metrics, resampling studies."""
+    def _clusters(self, included):
+        """The patient index of each study (``bootstrap_unit='patient'``), else None."""
+        if self.bootstrap_unit != 'patient':
+            return None
+        index = {}
+        return np.array([index.setdefault(r['patient'] if r['patient'] is not None
+                                          else ('study', i), len(index))
+                         for i, r in enumerate(included)], dtype=np.int64)
+
+    def _confidence_intervals(self, units, n_studies, clusters=None):
+        """Percentile bootstrap CIs of the four macro metrics, resampling studies (or the
+        patients given by ``clusters``)."""
         if not self.n_bootstrap:
             return {}
         names = ('auc',) + _RATES
@@ -365,7 +385,7 @@ class ZeroShotAbnormalityDetection(BaseMetric):
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
         low, high, n_valid = bootstrap_ci(statistic, n_studies, self.n_bootstrap, self.seed,
-                                          self.ci_level)
+                                          self.ci_level, clusters=clusters)
         out = {}
         for i, m in enumerate(names):
             if n_valid[i] == 0:
