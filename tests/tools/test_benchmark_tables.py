@@ -11,6 +11,7 @@ sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
 import abnormality_oracle  # noqa: E402
 import abnormality_probe  # noqa: E402
 import abnormality_supervised  # noqa: E402
+import prompt_agreement  # noqa: E402
 import pooler_table  # noqa: E402
 import zeroshot_table  # noqa: E402
 
@@ -126,3 +127,21 @@ def test_probe_runs_on_an_untrained_model(tiny_data, capsys):
     out = capsys.readouterr().out
     assert '| abnormality | test units (pos) | zero-shot AUC | linear-probe AUC |' in out
     assert 'mean zero-shot AUC' in out
+
+
+def test_prompt_agreement_reads_finding_texts_of_abnormal_organs(tmp_path):
+    import json
+    studies = [
+        dict(findings={'liver': ['A 1 cm cyst in segment VI.'], 'spleen': ['Normal spleen.']},
+             abnormalities={'liver': ['liver cyst']}),
+        dict(findings={'kidney_left': ['Left renal stone.']},
+             abnormalities={'kidney_left': ['kidney stone'], 'aorta': ['aortic calcification']}),
+        dict(findings={}, abnormalities=None),
+    ]
+    manifest = tmp_path / 'manifest.jsonl'
+    manifest.write_text(''.join(json.dumps(s) + '\n' for s in studies))
+    assert prompt_agreement.finding_texts(str(manifest)) == {
+        ('liver', 'liver cyst'): [('liver', 'A 1 cm cyst in segment VI.')],
+        ('kidney', 'kidney stone'): [('kidney_left', 'Left renal stone.')]}
+    with pytest.raises(SystemExit, match='holds no manifest.jsonl'):
+        prompt_agreement.main([str(tmp_path / 'missing')])
