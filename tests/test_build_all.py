@@ -21,6 +21,7 @@ CONFIGS = {
     'TRANSFORMS': {
         'LoadCTStudy': {}, 'RandOrganCrop': dict(spatial_size=(8, 8, 8)),
         'CenterPadCrop': dict(spatial_size=(8, 8, 8)), 'RandFlipLR': {}, 'PackCTInputs': {},
+        'MultiWindowd': {},
         'CachedPreprocess': dict(transforms=[dict(type='LoadCTStudy')], cache_dir='{tmp}'),
         'Orientationd': dict(keys=['image'], axcodes='RAS'),
         'Spacingd': dict(keys=['image'], pixdim=(1, 1, 1)),

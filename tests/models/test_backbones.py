@@ -132,3 +132,16 @@ def test_mit_backward_reaches_patch_embedding():
     first = net.stages[0].patch_embed.proj.weight
     assert first.grad is not None and first.grad.abs().sum() > 0
     assert all(p.grad is not None for p in net.parameters())
+
+
+@pytest.mark.parametrize('cls', [NNUNetEncoder3D, MiT3D])
+def test_backbones_take_multi_window_input(cls):
+    from ctglip.datasets.transforms import MultiWindowd
+    hu = torch.linspace(-1000, 1000, 32 ** 3).view(1, 32, 32, 32)
+    x = MultiWindowd(windows=[(-1000, 1000), (-160, 240)])({'image': hu})['image'][None]
+    net = cls('tiny', in_channels=2)
+    out = net(x)
+    out = out[-1] if isinstance(out, (list, tuple)) else out
+    assert out.shape[0] == 1 and out.shape[1] == net.out_channels
+    with pytest.raises(RuntimeError):
+        cls('tiny')(x)  # one input channel expected: a mismatch is not silently accepted

@@ -102,9 +102,9 @@ def main(argv=None):
             with torch.no_grad():
                 pos = F.normalize(model.encode_text([t.format(organ=name) for t in p['positive']])
                                   .mean(0), dim=0)
-                neg = F.normalize(model.encode_text(
-                    [t.format(organ=name) for t in p['negative'] + prompts.get('normal_templates', [])])
-                    .mean(0), dim=0)
+                negatives = p['negative'] + prompts.get('normal_templates', [])
+                neg = F.normalize(model.encode_text([t.format(organ=name) for t in negatives])
+                                  .mean(0), dim=0)
             print(f'| {abnormality} | {len(yt)} ({int(yt.sum())}) | {auc_zs:.3f} | '
                   f'{auc_probe:.3f} | {float(pos @ neg):.3f} |')
     print(f'\nmean zero-shot AUC {np.mean(zs):.3f}; mean probe AUC {np.nanmean(probe):.3f} '

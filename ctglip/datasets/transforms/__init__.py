@@ -19,5 +19,5 @@ MONAI_TRANSFORMS = ('Orientationd', 'Spacingd', 'ScaleIntensityRanged', 'CropFor
 for _name in MONAI_TRANSFORMS:
     TRANSFORMS.register_module(name=_name, module=getattr(_mt, _name), force=True)
 
-__all__ = ['CachedPreprocess', 'LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop', 'CenterPadCrop',
-           'RandFlipLR', 'PackCTInputs', 'MultiWindowd', 'MONAI_TRANSFORMS']
+__all__ = ['CachedPreprocess', 'LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop',
+           'CenterPadCrop', 'RandFlipLR', 'PackCTInputs', 'MultiWindowd', 'MONAI_TRANSFORMS']
