@@ -235,7 +235,6 @@ class CTGLIP(BaseModel):
     def _abnormality_prompt_embeds(self):
         """{organ: A x 2 x D (positive, negative ensembles)} and {organ:names: [abnormality]}."""
         out = {}
-        normal = self.prompts.get('normal_templates', [])
         for group, organs in ORGAN_GROUPS.items():
             entries = self.prompts['abnormalities'].get(group, {})
             for organ in organs:
@@ -244,9 +243,8 @@ class CTGLIP(BaseModel):
                 name = readable_name(organ)
                 names, pairs = [], []
                 for abnormality, p in entries.items():
-                    pos = self.encode_text([t.format(organ=name) for t in p['positive']])
-                    neg = self.encode_text([t.format(organ=name)
-                                            for t in p['negative'] + normal])
+                    pos, neg = (self.encode_text(texts)
+                                for texts in abnormality_prompt_texts(self.prompts, p, name))
                     pairs.append(torch.stack([F.normalize(pos.mean(0), dim=-1),
                                               F.normalize(neg.mean(0), dim=-1)]))
                     names.append(abnormality)
@@ -265,6 +263,14 @@ def _study(sample):
     return dict(case_id=sample.get('case_id'), report=sample.get('report') or '',
                 findings=sample.get('findings') or {}, status=sample.get('status') or {},
                 abnormalities=sample.get('abnormalities'))
+
+
+def abnormality_prompt_texts(prompts, entry, organ_name):
+    """The (positive, negative) prompt texts of one abnormality entry of a prompt file, filled
+    with ``organ_name``; the negatives include the file's ``normal_templates``."""
+    negatives = entry.get('negative', []) + prompts.get('normal_templates', [])
+    return ([t.format(organ=organ_name) for t in entry['positive']],
+            [t.format(organ=organ_name) for t in negatives])
 
 
 def load_prompts(path):

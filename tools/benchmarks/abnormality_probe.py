@@ -61,6 +61,8 @@ def main(argv=None):
     from sklearn.metrics import roc_auc_score
 
     import ctglip.engine  # noqa: F401  (checkpoint loading fix)
+    from ctglip.datasets.organs import readable_name
+    from ctglip.models.ctglip import abnormality_prompt_texts
     from ctglip.registry import DATASETS, MODELS
     cfg = Config.fromfile(args.config)
     model = MODELS.build(cfg.model).eval()
@@ -97,14 +99,10 @@ def main(argv=None):
                 probe.append(auc_probe)
             zs.append(auc_zs)
             organ = test[0][1]
-            from ctglip.datasets.organs import readable_name
             name = readable_name(organ)
             with torch.no_grad():
-                pos = F.normalize(model.encode_text([t.format(organ=name) for t in p['positive']])
-                                  .mean(0), dim=0)
-                negatives = p['negative'] + prompts.get('normal_templates', [])
-                neg = F.normalize(model.encode_text([t.format(organ=name) for t in negatives])
-                                  .mean(0), dim=0)
+                pos, neg = (F.normalize(model.encode_text(texts).mean(0), dim=0)
+                            for texts in abnormality_prompt_texts(prompts, p, name))
             print(f'| {abnormality} | {len(yt)} ({int(yt.sum())}) | {auc_zs:.3f} | '
                   f'{auc_probe:.3f} | {float(pos @ neg):.3f} |')
     print(f'\nmean zero-shot AUC {np.mean(zs):.3f}; mean probe AUC {np.nanmean(probe):.3f} '

@@ -16,7 +16,6 @@ or a different pooler are needed); a high supervised AUC puts the fault on the c
 objective or the prompts.
 """
 import argparse
-import math
 import os.path as osp
 import sys
 import time
@@ -60,8 +59,9 @@ def main(argv=None):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
-    from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
     from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -69,25 +69,19 @@ def main(argv=None):
     import ctglip.datasets  # noqa: F401
     from ctglip.datasets.organs import all_abnormalities
     from ctglip.registry import DATASETS, MODELS
+    from ctglip.utils.cli import load_config
     torch.manual_seed(args.seed)
-    cfg = Config.fromfile(args.config)
+    # --iters moves the end of the config's iteration schedulers, as in tools/train.py
+    cfg = load_config(args.config, [f'train_cfg.max_iters={args.iters}'] if args.iters else [])
     model = MODELS.build(cfg.model)
     names = list(all_abnormalities())
     index = {a: i for i, a in enumerate(names)}
     head = nn.Linear(model.pooler.out_channels(model.backbone.out_channels), len(names))
-    params = list(model.backbone.parameters()) + list(model.pooler.parameters()) \
-        + list(head.parameters())
-    opt_cfg = cfg.optim_wrapper.optimizer
-    optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    iters = args.iters or cfg.train_cfg.max_iters
-    warm = 20
-
-    def lr_factor(i):  # the configs' schedule: linear warm-up, cosine to lr / 100
-        if i < warm:
-            return 0.1 + 0.9 * i / warm
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, iters - warm)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    clip = (cfg.optim_wrapper.get('clip_grad') or {}).get('max_norm')
+    trained = nn.ModuleList([model.backbone, model.pooler, head])
+    optim_wrapper = build_optim_wrapper(trained, cfg.optim_wrapper)  # optimiser, clipping
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim_wrapper))
+                  for s in cfg.param_scheduler]
+    iters = cfg.train_cfg.max_iters
 
     def dataset(split, train):
         ds_cfg = (cfg.train_dataloader if train else cfg.test_dataloader).dataset.copy()
@@ -129,13 +123,10 @@ def main(argv=None):
                 loss = F.binary_cross_entropy_with_logits(
                     logits, targets, pos_weight=pos_weight, reduction='none')
                 loss = (loss * masks).sum() / masks.sum()
-                optimizer.zero_grad()
-                loss.backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                optimizer.step()
+                optim_wrapper.update_params(loss)
                 losses.append(float(loss))
-            scheduler.step()
+            for scheduler in schedulers:
+                scheduler.step()
             it += 1
             bar.update(1)
             if it % 10 == 0:

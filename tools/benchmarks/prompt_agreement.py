@@ -57,7 +57,7 @@ def main(argv=None):
     import torch.nn.functional as F
 
     from ctglip.datasets.organs import readable_name
-    from ctglip.models.ctglip import DEFAULT_PROMPTS, load_prompts
+    from ctglip.models.ctglip import DEFAULT_PROMPTS, abnormality_prompt_texts, load_prompts
     from ctglip.registry import TEXT_ENCODERS
     prompts = load_prompts(args.prompts or DEFAULT_PROMPTS)
     encoder = TEXT_ENCODERS.build(dict(type='HFTextEncoder', model_path=args.model,
@@ -85,9 +85,8 @@ def main(argv=None):
             pos_sim, neg_sim, normal_pos, normal_neg = [], [], [], []
             for organ in dict.fromkeys(o for o, _ in found):
                 organ_name = readable_name(organ)
-                pos = ensemble([t.format(organ=organ_name) for t in p['positive']])
-                neg = ensemble([t.format(organ=organ_name) for t in p.get('negative', [])
-                                + prompts.get('normal_templates', [])])
+                pos, neg = (ensemble(texts)
+                            for texts in abnormality_prompt_texts(prompts, p, organ_name))
                 e = embed([t for o, t in found if o == organ])
                 pos_sim.append(e @ pos)
                 neg_sim.append(e @ neg)
