@@ -115,10 +115,13 @@ def test_supervised_labels_cover_the_organ_group_only():
 
 def test_supervised_ceiling_runs_on_a_manifest_dataset(tiny_data, capsys):
     abnormality_supervised.main([osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'),
-                                 '--data-root', tiny_data, '--iters', '2'])
+                                 '--data-root', tiny_data, '--iters', '2',
+                                 '--splits', 'train', 'test'])
     out = capsys.readouterr().out
     assert 'supervised ceiling of tiny_ctglip.py: 2 iterations' in out
+    assert '| abnormality | train units (pos) | train AUC | test units (pos) | test AUC |' in out
     assert '| liver cyst |' in out
+    assert 'mean supervised train AUC' in out and 'mean supervised test AUC' in out
 
 
 def test_probe_runs_on_an_untrained_model(tiny_data, capsys):

@@ -55,6 +55,10 @@ def main(argv=None):
     parser.add_argument('--iters', type=int, help='training iterations (default: the config\'s)')
     parser.add_argument('--data-root')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--splits', nargs='+', default=['test'],
+                        choices=['train', 'val', 'test'],
+                        help='splits to report AUC on, with the test pipeline (train next to '
+                             'test tells under-fitting from over-fitting)')
     args = parser.parse_args(argv)
     import torch
     import torch.nn as nn
@@ -62,7 +66,6 @@ def main(argv=None):
     from mmengine.dataset import pseudo_collate
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import PARAM_SCHEDULERS
-    from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -137,11 +140,34 @@ def main(argv=None):
     train_s = time.time() - t0
     model.eval()
     head.eval()
-    test_ds = dataset('test', False)
+    print(f'\nsupervised ceiling of {osp.basename(args.config)}: {iters} iterations '
+          f'({train_s / 60:.1f} min)\n')
+    results = {split: evaluate(model, head, dataset(split, False), names, index)
+               for split in args.splits}
+    print('| abnormality | ' + ' | '.join(f'{s} units (pos) | {s} AUC' for s in args.splits)
+          + ' |')
+    print('|---|' + '---:|---:|' * len(args.splits))
+    for j, a in enumerate(names):
+        cells = []
+        for split in args.splits:
+            y, auc = results[split][j]
+            cells += [f'{len(y)} ({int(y.sum())})', 'n/a' if auc is None else f'{auc:.3f}']
+        print(f'| {a} | ' + ' | '.join(cells) + ' |')
+    for split in args.splits:
+        aucs = [auc for _, auc in results[split] if auc is not None]
+        print(f'mean supervised {split} AUC {np.mean(aucs):.3f} over {len(aucs)} abnormalities')
+
+
+def evaluate(model, head, ds, names, index):
+    """Per abnormality: (labels array, AUC or None when one class is absent) on ``ds``."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from sklearn.metrics import roc_auc_score
+    from tqdm import tqdm
     scores, labels = [[] for _ in names], [[] for _ in names]
     with torch.no_grad():
-        for start in tqdm(range(0, len(test_ds), 2), desc='test split', unit='batch'):
-            items = [test_ds[i] for i in range(start, min(start + 2, len(test_ds)))]
+        for start in tqdm(range(0, len(ds), 2), desc=f'{ds.split} split', unit='batch'):
+            items = [ds[i] for i in range(start, min(start + 2, len(ds)))]
             data = model.data_preprocessor(pseudo_collate(items), False)
             embeds, valid = model.pool(model.extract_feat(data['inputs']), data['data_samples'])
             rows, targets, masks = label_rows(data['data_samples'], model.organ_vocab, valid,
@@ -154,21 +180,11 @@ def main(argv=None):
                 for j in torch.nonzero(masks[r]).flatten().tolist():
                     scores[j].append(float(logits[r, j]))
                     labels[j].append(int(targets[r, j]))
-    print(f'\nsupervised ceiling of {osp.basename(args.config)}: {iters} iterations '
-          f'({train_s / 60:.1f} min), test split\n')
-    print('| abnormality | test units (pos) | supervised AUC |')
-    print('|---|---:|---:|')
-    aucs = []
-    for j, a in enumerate(names):
-        y = np.array(labels[j])
-        if len(set(y)) < 2:
-            print(f'| {a} | {len(y)} ({int(y.sum())}) | n/a |')
-            continue
-        auc = roc_auc_score(y, scores[j])
-        aucs.append(auc)
-        print(f'| {a} | {len(y)} ({int(y.sum())}) | {auc:.3f} |')
-    print(f'\nmean supervised AUC {np.mean(aucs):.3f} over {len(aucs)} abnormalities')
-
+    out = []
+    for j in range(len(names)):
+        y = np.array(labels[j], dtype=int)
+        out.append((y, roc_auc_score(y, scores[j]) if len(set(y)) == 2 else None))
+    return out
 
 if __name__ == '__main__':
     main()
