@@ -4,7 +4,8 @@ For each backbone family and variant (vanilla CLIP, anatomy only, CT-GLIP withou
 full CT-GLIP) this trains the config with its fixed seed, evaluates the last checkpoint with
 ``tools/test.py`` (abnormality thresholds chosen on the validation split), and writes a
 Markdown table in the layout of the paper (organ recognition top-1; abnormality detection F1,
-PPV, sensitivity, AUC; per-organ-group AUC), a JSON file of all metrics and a radar plot.
+PPV, sensitivity, AUC; per-organ-group AUC), a JSON file of all metrics and a radar plot
+per family (copied to ``docs/zeroshot_radar_<family>.png`` with ``--update-readme``).
 
     python tools/benchmarks/zeroshot_table.py --families mit [--out work_dirs/zeroshot_table]
         [--max-iters N] [--update-readme]
@@ -23,6 +24,7 @@ import json
 import os
 import os.path as osp
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -201,6 +203,9 @@ def main(argv=None):
         sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
         from readme_section import update_readme
         update_readme('zeroshot-table', markdown)
+        for family in args.families:  # the README shows the radar plots from docs/
+            shutil.copyfile(osp.join(args.out, f'radar_{family}.png'),
+                            osp.join(REPO, 'docs', f'zeroshot_radar_{family}.png'))
 
 
 if __name__ == '__main__':
