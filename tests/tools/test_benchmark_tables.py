@@ -116,9 +116,9 @@ def test_supervised_labels_cover_the_organ_group_only():
 def test_supervised_ceiling_runs_on_a_manifest_dataset(tiny_data, capsys):
     abnormality_supervised.main([osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'),
                                  '--data-root', tiny_data, '--iters', '2',
-                                 '--splits', 'train', 'test'])
+                                 '--splits', 'train', 'test', '--device', 'cpu'])
     out = capsys.readouterr().out
-    assert 'supervised ceiling of tiny_ctglip.py: 2 iterations' in out
+    assert 'supervised ceiling of tiny_ctglip.py: 2 iterations' in out and 'on cpu)' in out
     assert '| abnormality | train units (pos) | train AUC | test units (pos) | test AUC |' in out
     assert '| liver cyst |' in out
     assert 'mean supervised train AUC' in out and 'mean supervised test AUC' in out
@@ -126,7 +126,7 @@ def test_supervised_ceiling_runs_on_a_manifest_dataset(tiny_data, capsys):
 
 def test_probe_runs_on_an_untrained_model(tiny_data, capsys):
     abnormality_probe.main([osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'), 'none',
-                            '--data-root', tiny_data, '--fit-split', 'train'])
+                            '--data-root', tiny_data, '--fit-split', 'train', '--device', 'cpu'])
     out = capsys.readouterr().out
     assert '| abnormality | test units (pos) | zero-shot AUC | linear-probe AUC |' in out
     assert 'mean zero-shot AUC' in out

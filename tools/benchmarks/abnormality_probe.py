@@ -50,6 +50,7 @@ def main(argv=None):
     parser.add_argument('--data-root')
     parser.add_argument('--fit-split', default='train', choices=['train', 'val'],
                         help='split the probe is fit on (default train)')
+    parser.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
     args = parser.parse_args(argv)
     import torch
     import torch.nn.functional as F
@@ -68,6 +69,8 @@ def main(argv=None):
     model = MODELS.build(cfg.model).eval()
     if args.checkpoint != 'none':
         load_checkpoint(model, args.checkpoint, map_location='cpu')
+    # the data preprocessor moves each batch to the model's device
+    model.to(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     data = {}
     for split in (args.fit_split, 'test'):
         ds_cfg = cfg[f'{split}_dataloader'].dataset if split != 'train' else \

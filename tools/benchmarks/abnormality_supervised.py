@@ -59,6 +59,7 @@ def main(argv=None):
                         choices=['train', 'val', 'test'],
                         help='splits to report AUC on, with the test pipeline (train next to '
                              'test tells under-fitting from over-fitting)')
+    parser.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
     args = parser.parse_args(argv)
     import torch
     import torch.nn as nn
@@ -80,6 +81,9 @@ def main(argv=None):
     names = list(all_abnormalities())
     index = {a: i for i, a in enumerate(names)}
     head = nn.Linear(model.pooler.out_channels(model.backbone.out_channels), len(names))
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    model.to(device)  # the data preprocessor moves each batch to the model's device
+    head.to(device)
     trained = nn.ModuleList([model.backbone, model.pooler, head])
     optim_wrapper = build_optim_wrapper(trained, cfg.optim_wrapper)  # optimiser, clipping
     schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim_wrapper))
@@ -103,7 +107,7 @@ def main(argv=None):
                     pos[index[a]] += 1
     n_train = len(train_ds)
     pos_weight = torch.tensor(np.clip((n_train - pos) / np.maximum(pos, 1), 1, 50),
-                              dtype=torch.float32)
+                              dtype=torch.float32, device=device)
     loader = DataLoader(train_ds, batch_size=cfg.train_dataloader.batch_size, shuffle=True,
                         num_workers=cfg.train_dataloader.get('num_workers', 0),
                         collate_fn=pseudo_collate, drop_last=True,
@@ -123,6 +127,7 @@ def main(argv=None):
             if rows:
                 b, k = zip(*rows)
                 logits = head(embeds[list(b), list(k)])
+                targets, masks = targets.to(device), masks.to(device)
                 loss = F.binary_cross_entropy_with_logits(
                     logits, targets, pos_weight=pos_weight, reduction='none')
                 loss = (loss * masks).sum() / masks.sum()
@@ -141,7 +146,7 @@ def main(argv=None):
     model.eval()
     head.eval()
     print(f'\nsupervised ceiling of {osp.basename(args.config)}: {iters} iterations '
-          f'({train_s / 60:.1f} min)\n')
+          f'({train_s / 60:.1f} min on {device.type})\n')
     results = {split: evaluate(model, head, dataset(split, False), names, index)
                for split in args.splits}
     print('| abnormality | ' + ' | '.join(f'{s} units (pos) | {s} AUC' for s in args.splits)
