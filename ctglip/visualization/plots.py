@@ -118,7 +118,7 @@ def plot_radar(results_by_model, path=None, title='Zero-shot abnormality detecti
         rmin = min(0.5, np.floor(10 * min(all_values)) / 10)
 
     angles = np.linspace(0, 2 * np.pi, len(groups), endpoint=False)
-    fig = _new_figure((6, 6))
+    fig = _new_figure((6, 7))
     ax = fig.add_subplot(1, 1, 1, projection='polar')
     for name, values in results_by_model.items():
         radii = np.array([values.get(g, np.nan) for g in groups], dtype=np.float64)
@@ -130,7 +130,7 @@ def plot_radar(results_by_model, path=None, title='Zero-shot abnormality detecti
     ax.set_xticklabels([g.replace('_', ' ') for g in groups])
     ax.set_ylim(rmin, 1.0)
     ax.set_title(title, pad=20)
-    ax.legend(loc='upper right', bbox_to_anchor=(1.25, 1.1), fontsize=8)
+    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8)  # below
     fig.tight_layout()
     return _finish(fig, path)
 

@@ -132,7 +132,7 @@ def main(argv=None):
                     logits, targets, pos_weight=pos_weight, reduction='none')
                 loss = (loss * masks).sum() / masks.sum()
                 optim_wrapper.update_params(loss)
-                losses.append(float(loss))
+                losses.append(loss.item())
             for scheduler in schedulers:
                 scheduler.step()
             it += 1
