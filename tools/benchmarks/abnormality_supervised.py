@@ -160,7 +160,8 @@ def main(argv=None):
         print(f'| {a} | ' + ' | '.join(cells) + ' |')
     for split in args.splits:
         aucs = [auc for _, auc in results[split] if auc is not None]
-        print(f'mean supervised {split} AUC {np.mean(aucs):.3f} over {len(aucs)} abnormalities')
+        mean = f'{np.mean(aucs):.3f}' if aucs else 'n/a (no abnormality with both classes)'
+        print(f'mean supervised {split} AUC {mean} over {len(aucs)} abnormalities')
 
 
 def evaluate(model, head, ds, names, index):
@@ -190,6 +191,7 @@ def evaluate(model, head, ds, names, index):
         y = np.array(labels[j], dtype=int)
         out.append((y, roc_auc_score(y, scores[j]) if len(set(y)) == 2 else None))
     return out
+
 
 if __name__ == '__main__':
     main()
