@@ -181,7 +181,7 @@ def evaluate(model, head, ds, names, index):
             if not rows:
                 continue
             b, k = zip(*rows)
-            logits = head(embeds[list(b), list(k)])
+            logits = head(embeds[list(b), list(k)]).cpu()  # one copy, not one per score
             for r in range(len(rows)):
                 for j in torch.nonzero(masks[r]).flatten().tolist():
                     scores[j].append(float(logits[r, j]))
