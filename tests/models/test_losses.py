@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ctglip.datasets.organs import ORGAN_GROUPS, readable_name
 from ctglip.models.losses import (AnatomyContrastiveLoss, CLIPLoss, DiagnosisContrastiveLoss,
                                   soft_infonce, unique_targets)
 
@@ -105,6 +106,136 @@ def test_diagnosis_texts_balance_and_dictionary(tmp_path):
     ignore_loss = DiagnosisContrastiveLoss(dictionary=str(d), dictionary_own='ignore')
     t2 = ignore_loss.build_targets(rows, STUDIES)
     assert t2.ignore[0, t2.texts.index('Hepatic cyst.')] and not t2.pos[0].sum() > 1
+
+
+def organ_study(**abnormal):
+    """A study whose organs ``abnormal`` maps to ``(finding sentence, [abnormality])``; organs
+    mapped to None are normal."""
+    return dict(report='', findings={o: [v[0]] for o, v in abnormal.items() if v},
+                status={o: 'abnormal' if v else 'normal' for o, v in abnormal.items()},
+                abnormalities={o: v[1] for o, v in abnormal.items() if v})
+
+
+def diagnosis_with(tmp_path, entries, **kwargs):
+    import json
+    d = tmp_path / 'dict.json'
+    d.write_text(json.dumps(entries))
+    return DiagnosisContrastiveLoss(dictionary=str(d), **kwargs)
+
+
+KIDNEY_DICT = {'kidney': {'kidney stone': ['Renal calculus.', 'Nephrolithiasis of the {organ}.'],
+                          'kidney cyst': ['Renal cyst.']}}
+
+
+@pytest.mark.parametrize('own', ['positive', 'ignore'])
+def test_dictionary_entry_without_organ_is_a_target_of_both_kidneys(tmp_path, own):
+    """"Renal calculus." is one candidate and is right for both stone kidneys; "... of the left
+    kidney" only for the left one; another abnormality's entry is a negative for both."""
+    left, right = ORGAN_GROUPS['kidney']
+    studies = [organ_study(**{left: ('A 4 mm stone in the left kidney.', ['kidney stone']),
+                              right: ('Right nephrolithiasis.', ['kidney stone'])})]
+    t = diagnosis_with(tmp_path, KIDNEY_DICT, dictionary_own=own).build_targets(
+        [(0, left), (0, right)], studies)
+    assert t.texts.count('Renal calculus.') == 1
+    calculus, cyst = t.texts.index('Renal calculus.'), t.texts.index('Renal cyst.')
+    named_left = t.texts.index('Nephrolithiasis of the left kidney.')
+    named_right = t.texts.index('Nephrolithiasis of the right kidney.')
+    target = t.pos if own == 'positive' else t.ignore
+    assert target[:, calculus].tolist() == [True, True]
+    assert target[:, named_left].tolist() == [True, False]
+    assert target[:, named_right].tolist() == [False, True]
+    assert not target[:, cyst].any()
+    assert t.pos[:, :2].tolist() == [[True, False], [False, True]]  # the findings themselves
+    if own == 'ignore':
+        assert t.pos[:, 2:].sum() == 0
+        assert not (t.ignore & t.pos).any()
+
+
+LOBES = ORGAN_GROUPS['lung']
+LUNG_DICT = {'lung': {'emphysema': ['Centrilobular emphysema.'],
+                      'lung nodule': ['Pulmonary nodule.']}}
+
+
+def lung_study(lobes):
+    """Emphysema in ``lobes``, the other lobes normal."""
+    return organ_study(**{lobe: (f'Emphysema in the {readable_name(lobe)}.', ['emphysema'])
+                          if lobe in lobes else None for lobe in LOBES})
+
+
+def test_dictionary_entry_without_organ_is_a_positive_of_all_five_lobes(tmp_path):
+    t = diagnosis_with(tmp_path, LUNG_DICT).build_targets(
+        [(0, lobe) for lobe in LOBES], [lung_study(LOBES)])
+    emphysema = t.texts.index('Centrilobular emphysema.')
+    nodule = t.texts.index('Pulmonary nodule.')
+    assert t.pos[:, emphysema].all() and not t.pos[:, nodule].any()
+    assert t.pos.sum(1).tolist() == [2] * 5  # its own finding and the shared entry
+
+
+@pytest.mark.parametrize('own', ['positive', 'ignore'])
+def test_dictionary_entry_is_a_negative_of_lobes_without_the_finding(tmp_path, own):
+    """Emphysema in the upper lobes only: the lower lobes (one normal, one with a nodule) keep
+    "Centrilobular emphysema." as a negative, neither positive nor ignored."""
+    upper = [lobe for lobe in LOBES if 'upper' in lobe]
+    lower = [lobe for lobe in LOBES if 'lower' in lobe]
+    studies = [lung_study(upper), organ_study(**{lower[0]: ('A 5 mm nodule.', ['lung nodule']),
+                                                 lower[1]: None})]
+    rows = [(0, lobe) for lobe in upper] + [(1, lobe) for lobe in lower]
+    t = diagnosis_with(tmp_path, LUNG_DICT, dictionary_own=own).build_targets(rows, studies)
+    emphysema = t.texts.index('Centrilobular emphysema.')
+    nodule = t.texts.index('Pulmonary nodule.')
+    target = t.pos if own == 'positive' else t.ignore
+    assert target[:, emphysema].tolist() == [True, True, False, False]
+    assert target[:, nodule].tolist() == [False, False, True, False]
+    assert not t.pos[2:, emphysema].any()
+    if own == 'ignore':
+        assert not t.ignore[2:, emphysema].any()
+
+
+@pytest.mark.parametrize('own', ['positive', 'ignore'])
+def test_dictionary_entry_equal_to_a_finding_text(tmp_path, own):
+    """An entry equal to a row's finding stays one column: positive for every row with that
+    exact text, and a target of the other stone kidneys."""
+    left, right = 'kidney_left', 'kidney_right'
+    studies = [organ_study(**{left: ('Renal calculus.', ['kidney stone']),
+                              right: ('A 3 mm stone in the right kidney.', ['kidney stone'])}),
+               organ_study(**{right: ('Renal calculus.', ['kidney stone'])})]
+    t = diagnosis_with(tmp_path, KIDNEY_DICT, dictionary_own=own).build_targets(
+        [(0, left), (0, right), (1, right)], studies)
+    assert t.texts.count('Renal calculus.') == 1
+    calculus = t.texts.index('Renal calculus.')
+    if own == 'positive':
+        assert t.pos[:, calculus].tolist() == [True, True, True]
+    else:
+        assert t.pos[:, calculus].tolist() == [True, False, True]
+        assert t.ignore[:, calculus].tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize('own', ['positive', 'ignore'])
+def test_dictionary_entry_equal_to_a_normal_template_is_no_target_of_abnormal_rows(tmp_path, own):
+    entries = {'kidney': {'kidney stone': ['The {organ} shows no evident abnormality.',
+                                           'Renal calculus.']}}
+    studies = [organ_study(kidney_left=None, kidney_right=('Right stone.', ['kidney stone'])),
+               organ_study(kidney_left=('Left stone.', ['kidney stone']))]
+    t = diagnosis_with(tmp_path, entries, dictionary_own=own).build_targets(
+        [(0, 'kidney_left'), (0, 'kidney_right'), (1, 'kidney_left')], studies)
+    normal_left = t.texts.index('The left kidney shows no evident abnormality.')
+    normal_right = t.texts.index('The right kidney shows no evident abnormality.')
+    assert t.texts.count('The left kidney shows no evident abnormality.') == 1
+    assert t.pos[:, normal_left].tolist() == [True, False, False]  # only the normal kidney
+    assert not t.pos[:, normal_right].any()  # a negative of the abnormal right kidney
+    if own == 'ignore':
+        assert not t.ignore[:, [normal_left, normal_right]].any()
+    target = t.pos if own == 'positive' else t.ignore
+    assert target[:, t.texts.index('Renal calculus.')].tolist() == [False, True, True]
+
+
+def test_diagnosis_loss_with_a_shared_entry_is_finite_and_differentiable(tmp_path):
+    loss = diagnosis_with(tmp_path, LUNG_DICT)
+    t = loss.build_targets([(0, lobe) for lobe in LOBES], [lung_study(LOBES[:2])])
+    image = normed(5, 8).requires_grad_()
+    out = loss(image, normed(len(t.texts), 8, seed=1), t, torch.tensor(10.0))
+    out['loss_diagnosis'].backward()
+    assert torch.isfinite(out['loss_diagnosis']) and torch.isfinite(image.grad).all()
 
 
 def test_diagnosis_logs_the_accuracy_of_its_abnormal_rows():

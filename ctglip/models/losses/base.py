@@ -1,5 +1,5 @@
 """Soft-target symmetric InfoNCE shared by ctglip's contrastive losses."""
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import List, Optional
 
 import torch
@@ -27,6 +27,16 @@ class ContrastiveTargets:
     ignore: Optional[torch.Tensor] = None
     row_weights: Optional[torch.Tensor] = None
     row_groups: Optional[dict] = None
+
+    def to(self, device):
+        """These targets with every tensor (also those in ``row_groups``) on ``device``."""
+        def move(x):
+            if isinstance(x, torch.Tensor):
+                return x.to(device)
+            if isinstance(x, dict):
+                return {k: move(v) for k, v in x.items()}
+            return x
+        return replace(self, **{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
 
 def soft_infonce(image_embeds, text_embeds, pos, logit_scale, ignore=None, row_weights=None):
@@ -90,17 +100,17 @@ class ContrastiveLoss(nn.Module):
         raise NotImplementedError
 
     def forward(self, image_embeds, text_embeds, targets, logit_scale):
+        # targets are built on the CPU; all of them meet the embeddings on their device
+        targets = targets.to(image_embeds.device)
         if targets.rows is not None:
             image_embeds = image_embeds[targets.rows]
         if image_embeds.shape[0] == 0:
             zero = image_embeds.sum() * 0 + text_embeds.sum() * 0
             return {f'loss_{self.name}': zero, f'acc_{self.name}': zero.detach()}
-        loss, acc = soft_infonce(image_embeds, text_embeds, targets.pos.to(image_embeds.device),
-                                 logit_scale, _to(targets.ignore, image_embeds),
-                                 _to(targets.row_weights, image_embeds))
+        loss, acc = soft_infonce(image_embeds, text_embeds, targets.pos, logit_scale,
+                                 targets.ignore, targets.row_weights)
         out = {f'loss_{self.name}': self.weight * loss, f'acc_{self.name}': acc}
         for group, mask in (targets.row_groups or {}).items():
-            mask = mask.to(image_embeds.device)
             if bool(mask.any()):
                 correct = _top1_correct(image_embeds[mask], text_embeds, targets.pos[mask],
                                         None if targets.ignore is None else targets.ignore[mask])
@@ -112,14 +122,9 @@ class ContrastiveLoss(nn.Module):
 def _top1_correct(image_embeds, text_embeds, pos, ignore=None):
     """1.0 for each row whose most similar text is one of its positives, else 0.0."""
     sims = image_embeds @ text_embeds.t()
-    pos = pos.to(sims.device)
     if ignore is not None:
-        sims = sims.masked_fill(ignore.to(sims.device) & ~pos, float('-inf'))
+        sims = sims.masked_fill(ignore & ~pos, float('-inf'))
     return pos.gather(1, sims.argmax(1, keepdim=True)).squeeze(1).float()
-
-
-def _to(x, ref):
-    return None if x is None else x.to(ref.device)
 
 
 def unique_targets(row_texts):

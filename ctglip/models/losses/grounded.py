@@ -54,7 +54,9 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
     Normal organs of one kind share one text (positives of each other). Dictionary entries of
     an organ's group are extra negatives for a normal organ and for the other abnormalities of
     an abnormal one; entries of the organ's own abnormalities are positives
-    (``dictionary_own='positive'``) or left out (``'ignore'``).
+    (``dictionary_own='positive'``) or left out (``'ignore'``). An entry that does not name its
+    organ ("Renal calculus.") is one of the own abnormalities of every organ of its group
+    that has it (both kidneys, all five lobes).
 
     Args:
         normal_template: text of a normal organ, with ``{organ}``.
@@ -111,26 +113,47 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
                                   row_groups=dict(abnormal=abnormal))
 
     def _add_dictionary(self, rows, studies, texts, pos):
-        entries = []  # (text, organ, abnormality)
-        for organ in dict.fromkeys(organ for _, organ in rows):
-            group = organ_group(organ)
-            for abnormality, descriptions in self.dictionary.get(group, {}).items():
+        """Append the dictionary entries of the rows' organ groups to ``texts``.
+
+        An entry stands for one abnormality of the organ it was filled for; a description
+        without ``{organ}`` ("Renal calculus.") comes out the same for every organ of its group,
+        so after merging identical texts it stands for that abnormality in each of them (both
+        kidneys, all five lobes). A description with ``{organ}`` names one organ and stays a
+        negative for its siblings. An entry is a target (positive, or ignored with
+        ``dictionary_own='ignore'``) of each abnormal row whose (organ, abnormality) it stands
+        for, including entries equal to a row's finding text, whose column the finding's rows
+        keep as a positive. Entries equal to a normal template are never targets of an
+        abnormal row.
+
+        Returns:
+            tuple: (texts, pos N x M, ignore N x M or None).
+        """
+        organs = list(dict.fromkeys(organ for _, organ in rows))
+        stands_for = {}  # text -> [(organ, abnormality)]
+        for organ in organs:
+            for abnormality, descriptions in self.dictionary.get(organ_group(organ), {}).items():
                 for d in descriptions:
-                    entries.append((d.format(organ=readable_name(organ)), organ, abnormality))
-        seen = set(texts)
-        entries = [e for e in entries if not (e[0] in seen or seen.add(e[0]))]
-        extra = torch.zeros(len(rows), len(entries), dtype=torch.bool)
+                    text = d.format(organ=readable_name(organ))
+                    stands_for.setdefault(text, []).append((organ, abnormality))
+        known = set(texts)
+        texts = texts + [t for t in stands_for if t not in known]
+        normal_texts = {self.normal_template.format(organ=readable_name(o)) for o in organs}
+        columns = {}  # (organ, abnormality) -> columns of the entries standing for it
+        for j, text in enumerate(texts):
+            if text not in normal_texts:
+                for pair in stands_for.get(text, ()):
+                    columns.setdefault(pair, []).append(j)
+        own = torch.zeros(len(rows), len(texts), dtype=torch.bool)
         for i, (s, organ) in enumerate(rows):
-            own = set((studies[s]['abnormalities'] or {}).get(organ) or [])
-            if not own:
+            if studies[s]['status'].get(organ) != 'abnormal':
                 continue
-            for j, (_, e_organ, e_abn) in enumerate(entries):
-                extra[i, j] = e_organ == organ and e_abn in own
-        texts = texts + [e[0] for e in entries]
+            for name in (studies[s]['abnormalities'] or {}).get(organ) or []:
+                for j in columns.get((organ, name), ()):
+                    own[i, j] = True
+        pos = torch.cat([pos, pos.new_zeros(len(rows), len(texts) - pos.shape[1])], 1)
         if self.dictionary_own == 'positive':
-            return texts, torch.cat([pos, extra], 1), None
-        ignore = torch.cat([torch.zeros_like(pos), extra], 1)
-        return texts, torch.cat([pos, torch.zeros_like(extra)], 1), ignore
+            return texts, pos | own, None
+        return texts, pos, own & ~pos
 
 
 def load_dictionary(path):
