@@ -288,6 +288,33 @@ def compute_thresholds(scores, labels, rule='nearest_01'):
     return thresholds
 
 
+def macro_mean(per_unit):
+    """Mean over the last axis (the units of a macro average), NaN where any unit is NaN.
+
+    A bootstrap interval of a macro average must average every resample over the same units as
+    its point estimate. Where one unit is undefined in a resample (one class absent), the macro
+    value of that resample is undefined as a whole, so that :func:`bootstrap_ci` skips it and
+    counts it; it is never averaged over the units that remain, as ``np.nanmean`` would, which
+    would mix averages over different sets of units into one interval.
+
+    Args:
+        per_unit (array-like): ``... x U`` values (U >= 1 units), NaN where undefined.
+
+    Returns:
+        float | np.ndarray: the means, shape ``per_unit.shape[:-1]``.
+
+    Example:
+        >>> macro_mean([[0.5, 1.0], [0.5, float('nan')]])
+        array([0.75,  nan])
+    """
+    per_unit = np.asarray(per_unit, dtype=np.float64)
+    if per_unit.ndim == 0 or per_unit.shape[-1] == 0:
+        raise ValueError(f'a macro average needs at least one unit on the last axis, got shape '
+                         f'{per_unit.shape}')
+    result = per_unit.mean(axis=-1)
+    return float(result) if result.ndim == 0 else result
+
+
 def bootstrap_weights(n_studies, n_bootstrap, rng):
     """Study multiplicities of ``n_bootstrap`` resamples (with replacement) of ``n_studies``.
 
@@ -309,7 +336,9 @@ def bootstrap_ci(statistic, n_studies, n_bootstrap=1000, seed=0, level=0.95, chu
     With ``clusters`` (e.g. the patient of each study) it draws clusters instead, and all
     studies of a drawn cluster come along: the interval then accounts for studies of one
     patient being alike. Resamples where the statistic is undefined (NaN, e.g. one class
-    absent) are left out.
+    absent) are left out and counted (``n_bootstrap - n_valid``). A macro statistic must be NaN
+    when any of its units is (see :func:`macro_mean`), so that every resample used averages
+    over the same units as the point estimate.
 
     Args:
         statistic (callable): maps a B x n_studies array of study counts to B values (or

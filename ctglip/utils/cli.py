@@ -150,22 +150,48 @@ def _plain(value):
 
 
 def calibrate_thresholds(runner, cfg):
-    """Choose abnormality operating thresholds on the validation split; apply them to test.
+    """Choose abnormality operating thresholds on the validation split in this run; apply them
+    to test.
 
-    The validation run writes ``<work_dir>/val_calibration/abn_thresholds.json`` (and its
-    metrics to ``val_metrics.json`` beside it, for choices that must not look at test); every
-    ``ZeroShotAbnormalityDetection`` of the test evaluator without thresholds of its own then
-    reads it. Does nothing when the config has no validation data or no abnormality metric.
+    Every ``ZeroShotAbnormalityDetection`` of the test evaluator without thresholds of its own
+    receives, in memory, the thresholds that the validation run has just reported in its
+    metrics (``<prefix>/abn_threshold/<group>/<abnormality>``), through
+    ``use_validation_thresholds``; it then reports ``abn_thresholds_val_calibrated=1``. No
+    file is read, so a thresholds file left by an earlier run can never be applied. As a record
+    of the run, ``<work_dir>/val_calibration/`` receives ``abn_thresholds.json`` and
+    ``val_metrics.json`` (for choices that must not look at test); files of an earlier run
+    there are removed first.
+
+    Args:
+        runner (mmengine.runner.Runner): the runner of the test run, before ``runner.test()``.
+        cfg (mmengine.Config): its config.
+
+    Returns:
+        int: the number of test metrics that received validation thresholds (0 when the test
+        evaluator has no abnormality metric without thresholds of its own).
+
+    Raises:
+        ConfigError: the test evaluator needs thresholds but the config has no validation
+            split or no ``ZeroShotAbnormalityDetection`` in ``val_evaluator``, or the
+            validation split gave no thresholds (no abnormality with both classes there).
     """
+    from mmengine.dist import is_main_process
+
     from ctglip.evaluation.metrics import ZeroShotAbnormalityDetection
     from ctglip.evaluation.metrics.zeroshot_abnormality import THRESHOLDS_FILE
-    if cfg.get('val_dataloader') is None or cfg.get('test_dataloader') is None:
-        return
+    if cfg.get('test_dataloader') is None:
+        return 0
     runner._test_loop = runner.build_test_loop(runner._test_loop)
     targets = [m for m in runner._test_loop.evaluator.metrics
                if isinstance(m, ZeroShotAbnormalityDetection) and m.thresholds is None]
     if not targets:
-        return
+        return 0
+    if cfg.get('val_dataloader') is None:
+        raise ConfigError('the test evaluator has ZeroShotAbnormalityDetection without '
+                          'thresholds, but the config has no val_dataloader to choose them on. '
+                          'Fix: add a validation split, give the metric thresholds=..., or pass '
+                          '--no-val-calibration to choose them on the test split itself '
+                          '(optimistic).')
     runner._val_loop = runner.build_val_loop(runner._val_loop)
     sources = [m for m in runner._val_loop.evaluator.metrics
                if isinstance(m, ZeroShotAbnormalityDetection)]
@@ -174,15 +200,55 @@ def calibrate_thresholds(runner, cfg):
                           'has not, so no validation thresholds can be chosen. Fix: add it to '
                           'val_evaluator, or pass --no-val-calibration.')
     calibration_dir = osp.join(cfg.work_dir, 'val_calibration')
+    if is_main_process():
+        for name in (THRESHOLDS_FILE, 'val_metrics.json'):  # records of an earlier run
+            if osp.isfile(osp.join(calibration_dir, name)):
+                os.remove(osp.join(calibration_dir, name))
     for metric in sources:
-        metric.out_dir, metric.thresholds = calibration_dir, None
+        metric.out_dir, metric.thresholds, metric.thresholds_from_val = \
+            calibration_dir, None, False
     runner.logger.info('choosing abnormality thresholds on the validation split')
-    val_metrics = runner.val()
+    val_metrics = runner.val() or {}
     if val_metrics:
         write_metrics(val_metrics, osp.join(calibration_dir, 'val_metrics.json'))
-    path = osp.join(calibration_dir, THRESHOLDS_FILE)
     for metric in targets:
-        metric.thresholds = path
+        source = _matching_source(metric, sources)
+        thresholds = _reported_thresholds(val_metrics, source.prefix)
+        if not thresholds:
+            evaluable = val_metrics.get(_prefixed(source.prefix, 'abn_num_evaluable'))
+            raise ConfigError(
+                'the validation split gave no abnormality thresholds '
+                f'({_prefixed(source.prefix, "abn_num_evaluable")}={evaluable}: no abnormality '
+                'has both positive and negative organs there; see the warnings above). Fix: '
+                'validate on a split with abnormal cases, or pass --no-val-calibration to '
+                'choose them on the test split itself (optimistic).')
+        metric.use_validation_thresholds(thresholds)
+    runner.logger.info(f'abnormality thresholds chosen on the validation split of this run '
+                       f'are applied to test (record: {calibration_dir}/{THRESHOLDS_FILE})')
+    return len(targets)
+
+
+def _prefixed(prefix, key):
+    return f'{prefix}/{key}' if prefix else key
+
+
+def _matching_source(target, sources):
+    """The validation metric whose thresholds a test metric takes: the one with its prefix."""
+    same = [m for m in sources if m.prefix == target.prefix]
+    if len(same) == 1 or (not same and len(sources) == 1):
+        return (same or sources)[0]
+    raise ConfigError(f'cannot tell which ZeroShotAbnormalityDetection of val_evaluator '
+                      f'chooses the thresholds of the test metric with prefix '
+                      f'{target.prefix!r}: val_evaluator has prefixes '
+                      f'{[m.prefix for m in sources]}. Fix: give each test metric exactly one '
+                      'validation metric with the same prefix.')
+
+
+def _reported_thresholds(metrics, prefix):
+    """``{group/abnormality: threshold}`` from the ``abn_threshold/...`` keys of metrics."""
+    head = _prefixed(prefix, 'abn_threshold/')
+    return {key[len(head):]: float(value) for key, value in metrics.items()
+            if key.startswith(head)}
 
 
 def set_metric_out_dirs(runner, out_dir):

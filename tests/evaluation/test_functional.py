@@ -6,9 +6,9 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 
 from ctglip.evaluation.functional import (SingleClassError, auc, bootstrap_ci, bootstrap_weights,
                                           compute_thresholds, confusion_counts, f1_at_threshold,
-                                          ppv_at_threshold, roc_curve, select_threshold,
-                                          sensitivity_at_threshold, specificity_at_threshold,
-                                          weighted_auc)
+                                          macro_mean, ppv_at_threshold, roc_curve,
+                                          select_threshold, sensitivity_at_threshold,
+                                          specificity_at_threshold, weighted_auc)
 from ctglip.utils.errors import ConfigError
 
 
@@ -162,6 +162,30 @@ def test_bootstrap_ci_skips_undefined_resamples():
                                       n_bootstrap=200, seed=0)
     assert 0 < n_valid < 200
     assert low == high == 1.0
+
+
+def test_macro_mean_is_undefined_when_a_unit_is():
+    assert macro_mean([0.5, 1.0]) == 0.75
+    np.testing.assert_array_equal(macro_mean([[0.5, 1.0], [0.5, np.nan]]), [0.75, np.nan])
+    with pytest.raises(ValueError, match='at least one unit'):
+        macro_mean(np.zeros((3, 0)))
+
+
+def test_bootstrap_ci_of_a_macro_average_keeps_the_point_estimates_units():
+    # unit a: AUC 0.5 in every resample (tied scores, many of both classes); unit b: AUC 1
+    # wherever its one positive study is drawn; the point estimate is 0.75
+    n = 30
+    scores_a, labels_a = np.full(n, 0.5), np.arange(n) % 2 == 1
+    scores_b, labels_b = np.where(np.arange(n) == 0, 0.9, 0.1), np.arange(n) == 0
+
+    def statistic(weights):
+        return macro_mean(np.stack([weighted_auc(scores_a, labels_a, weights),
+                                    weighted_auc(scores_b, labels_b, weights)], -1))
+
+    low, high, n_valid = bootstrap_ci(statistic, n, n_bootstrap=200, seed=0)
+    assert low == high == 0.75
+    missed = (bootstrap_weights(n, 200, np.random.default_rng(0))[:, 0] == 0).sum()
+    assert n_valid == 200 - missed and 0 < missed < 200
 
 
 def test_bootstrap_ci_over_clusters_moves_their_studies_together():

@@ -7,6 +7,7 @@ import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
 from ctglip.datasets.organs import ABNORMALITIES
+from ctglip.evaluation.functional import bootstrap_weights
 from ctglip.evaluation.metrics import zeroshot_abnormality
 from ctglip.evaluation.metrics.zeroshot_abnormality import ZeroShotAbnormalityDetection
 from ctglip.evaluation.metrics.zeroshot_organ import ZeroShotOrganRecognition
@@ -178,6 +179,10 @@ def test_abnormality_detection_matches_sklearn_and_self_calibrates(tmp_path, log
     for name in ('auc', 'f1', 'ppv', 'sensitivity'):
         assert m[f'abn_{name}_ci_low'] <= m[f'abn_{name}'] <= m[f'abn_{name}_ci_high']
     assert m['abn_auc_ci_low'] < m['abn_auc_ci_high']
+    assert m['abn_bootstrap_used'] + m['abn_bootstrap_skipped'] == 200
+    assert m['abn_bootstrap_skipped'] <= 20  # common abnormalities: no warning
+    assert not any('resamples are skipped' in msg for msg in logs)
+    assert m['abn_thresholds_val_calibrated'] == 0.0
 
     written = json.loads((tmp_path / 'abn_thresholds.json').read_text())
     assert written['rule'] == 'nearest_01'
@@ -302,3 +307,55 @@ def test_abnormality_bootstrap_can_resample_patients():
     assert width['patient'] > width['study']
     with pytest.raises(ConfigError, match="bootstrap_unit='visit'"):
         ZeroShotAbnormalityDetection(bootstrap_unit='visit')
+
+
+def _rare_abnormality_studies(n=40):
+    """'liver cyst' in every other study, all its scores tied (AUC exactly 0.5 in any resample
+    holding both classes); 'liver mass' in study 0 only, perfectly separated (AUC exactly 1).
+    About a third of the resamples miss study 0 and with it every 'liver mass' positive."""
+    studies = []
+    for i in range(n):
+        truth = {'liver': (['liver cyst'] if i % 2 else []) + (['liver mass'] if i == 0 else [])}
+        studies.append(dict(case_id=f'case{i}', abnormalities=truth, abn_scores={
+            'liver': {'liver cyst': 0.5, 'liver mass': 0.9 if i == 0 else 0.1}}))
+    return studies
+
+
+def test_bootstrap_averages_every_resample_over_the_point_estimates_abnormalities(logs):
+    studies = _rare_abnormality_studies()
+    metric = ZeroShotAbnormalityDetection(n_bootstrap=300, seed=4)
+    metric.process(None, _as_samples(studies))
+    m = metric.compute_metrics(metric.results)
+    assert m['abn_auc/liver/liver cyst'] == 0.5 and m['abn_auc/liver/liver mass'] == 1.0
+    assert m['abn_auc'] == 0.75
+    # every resample used averages 0.5 and 1.0; averaging the resamples that lost 'liver mass'
+    # over 'liver cyst' alone would pull the low end down to 0.5
+    assert m['abn_auc_ci_low'] == m['abn_auc'] == m['abn_auc_ci_high']
+    for name in ('f1', 'ppv', 'sensitivity'):
+        assert m[f'abn_{name}_ci_low'] <= m[f'abn_{name}'] <= m[f'abn_{name}_ci_high']
+    assert m['abn_sensitivity_ci_low'] == m['abn_sensitivity_ci_high'] == 1.0
+
+    # the skipped resamples are those where an abnormality has one class absent
+    weights = bootstrap_weights(len(studies), 300, np.random.default_rng(4))
+    cyst = np.array([i % 2 == 1 for i in range(len(studies))])
+    mass = np.arange(len(studies)) == 0
+    skipped = int(((weights[:, mass].sum(1) == 0) | (weights[:, ~mass].sum(1) == 0)
+                   | (weights[:, cyst].sum(1) == 0) | (weights[:, ~cyst].sum(1) == 0)).sum())
+    assert 0.25 * 300 < skipped < 0.5 * 300
+    assert m['abn_bootstrap_skipped'] == skipped
+    assert m['abn_bootstrap_used'] == 300 - skipped
+    warning = [msg for msg in logs if 'resamples are skipped' in msg]
+    assert len(warning) == 1 and f'{skipped} of 300' in warning[0]
+    assert f"'liver mass' (liver, 1 positive / 39 negative): {skipped}" in warning[0]
+
+
+def test_abnormality_reports_thresholds_chosen_on_validation_in_this_run():
+    metric = ZeroShotAbnormalityDetection(n_bootstrap=0)
+    metric.use_validation_thresholds({'liver/liver cyst': 0.5, 'liver mass': 0.5})
+    metric.process(None, _as_samples(_rare_abnormality_studies()))
+    m = metric.compute_metrics(metric.results)
+    assert m['abn_thresholds_val_calibrated'] == 1.0
+    assert m['abn_thresholds_self_calibrated'] == 0.0
+    assert m['abn_threshold/liver/liver mass'] == 0.5
+    with pytest.raises(ConfigError, match='chosen in this run'):
+        metric.use_validation_thresholds('work_dirs/old/abn_thresholds.json')

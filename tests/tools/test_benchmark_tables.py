@@ -46,6 +46,72 @@ def test_zeroshot_table_rows_and_intervals():
     assert zeroshot_table.command(args) in text
 
 
+def recorded_metrics(auc, device, date, val_calibrated=1.0, skipped=0):
+    m = fake_metrics(auc)
+    m.update({'zeroshot/abn_thresholds_val_calibrated': val_calibrated,
+              'zeroshot/abn_thresholds_self_calibrated': 1.0 - val_calibrated,
+              'zeroshot/abn_ci_level': 0.9, 'zeroshot/abn_bootstrap_skipped': skipped,
+              'zeroshot/abn_bootstrap_used': 1000 - skipped,
+              '_run': {'device': device, 'date': date}})
+    return m
+
+
+def test_zeroshot_caption_states_what_the_runs_recorded():
+    args = zeroshot_table.parse_args(['--families', 'mit'])
+    one = {('mit', 'ctglip', 'CT-GLIP'):
+           recorded_metrics(0.6, 'NVIDIA H200 GPU', '2031-02-03T10:00:00+00:00')}
+    caption = zeroshot_table.table(one, args).splitlines()[0]
+    assert 'measured 2031-02-03 on NVIDIA H200 GPU, with `python' in caption
+    assert 'bootstrap 90% intervals' in caption
+    assert 'thresholds chosen on the validation split of the same run.' in caption
+    assert 'CPU' not in caption and 'skipped' not in caption
+
+    two = dict(one)
+    two[('mit', 'clip', 'vanilla CLIP (report)')] = recorded_metrics(
+        0.5, 'x86_64 CPU (2 cores)', '2031-02-01T23:00:00+00:00', val_calibrated=0.0,
+        skipped=250)
+    caption = zeroshot_table.caption(two, args)
+    assert 'measured 2031-02-01 to 2031-02-03 on NVIDIA H200 GPU and x86_64 CPU (2 cores)' \
+        in caption
+    assert ('thresholds chosen on the validation split of the same run for mit CT-GLIP; '
+            'chosen on the test split itself (optimistic) for mit vanilla CLIP (report)') \
+        in caption
+    assert 'more than 10% were in: mit vanilla CLIP (report) (250 of 1000)' in caption
+
+    # metrics reused from before the runs were recorded are called out, not papered over
+    old = {('mit', 'ctglip', 'CT-GLIP'): fake_metrics(0.6)}
+    caption = zeroshot_table.caption(old, args)
+    assert 'measured on an unrecorded date and device (1 of 1 runs reused metrics' in caption
+    assert 'thresholds of unrecorded source' in caption
+    assert 'bootstrap intervals (level not recorded)' in caption
+    assert zeroshot_table.threshold_source(
+        {'zeroshot/abn_thresholds_val_calibrated': 0.0,
+         'zeroshot/abn_thresholds_self_calibrated': 0.0}) == 'given'
+
+
+def test_zeroshot_main_updates_the_readme_section(tmp_path, monkeypatch, capsys):
+    import readme_section
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'manifest.jsonl').write_text('')
+    (tmp_path / 'docs').mkdir()
+    readme = tmp_path / 'README.md'
+    readme.write_text('intro\n<!-- zeroshot-table:start -->\nold table\n'
+                      '<!-- zeroshot-table:end -->\nrest\n')
+    metrics = recorded_metrics(0.6, 'Fake Accelerator 9000', '2031-02-03T10:00:00+00:00')
+    monkeypatch.setattr(zeroshot_table, 'train_and_test', lambda *a: dict(metrics))
+    monkeypatch.setattr(zeroshot_table, 'REPO', str(tmp_path))  # docs/ radar copies go here
+    real_update = readme_section.update_readme
+    monkeypatch.setattr(readme_section, 'update_readme',
+                        lambda name, markdown: real_update(name, markdown, readme=str(readme)))
+    zeroshot_table.main(['--families', 'mit', '--variants', 'ctglip', '--data-root', str(data),
+                         '--out', str(tmp_path / 'out'), '--update-readme'])
+    text = readme.read_text()
+    assert 'old table' not in text and text.startswith('intro\n') and text.endswith('rest\n')
+    assert 'on Fake Accelerator 9000' in text and '| mit | CT-GLIP | 80.0 |' in text
+    assert (tmp_path / 'docs' / 'zeroshot_radar_mit.png').stat().st_size > 0
+
+
 def test_zeroshot_table_refuses_a_missing_custom_data_root(tmp_path):
     args = zeroshot_table.parse_args(['--data-root', str(tmp_path / 'nothing')])
     with pytest.raises(SystemExit, match='holds no manifest.jsonl'):

@@ -46,8 +46,23 @@ def test_resume_continues_from_the_last_checkpoint(trained):
     assert (work / 'iter_6.pth').is_file()
 
 
+def plant_stale_thresholds(work):
+    """Thresholds files of an 'earlier run' with absurd values, where older code read them."""
+    from ctglip.datasets.organs import all_abnormalities
+    stale = dict(rule='nearest_01', num_studies=999,
+                 thresholds={a: STALE_THRESHOLD for a in all_abnormalities()})
+    for folder in ('val_calibration', 'test_results'):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+        (work / folder / 'abn_thresholds.json').write_text(json.dumps(stale))
+    (work / 'val_calibration' / 'val_metrics.json').write_text('{"zeroshot/abn_auc": 0.123}')
+
+
+STALE_THRESHOLD = 123.0
+
+
 def test_test_tool_writes_metrics_json(trained, tmp_path):
     work, _, _, common = trained
+    plant_stale_thresholds(work)
     out = tmp_path / 'metrics.json'
     proc = run_tool(['tools/test.py', TINY, str(work / 'iter_6.pth'), '--out-metrics', str(out)]
                     + common)
@@ -56,11 +71,55 @@ def test_test_tool_writes_metrics_json(trained, tmp_path):
     for key in ('zeroshot/organ_top1', 'zeroshot/organ_top5', 'zeroshot/abn_auc',
                 'zeroshot/abn_f1', 'zeroshot/abn_ppv', 'zeroshot/abn_sensitivity'):
         assert key in metrics and 0.0 <= metrics[key] <= 1.0
-    # thresholds were chosen on the validation split and applied to test
+    # thresholds were chosen on the validation split of this run and applied to test
     assert metrics['zeroshot/abn_thresholds_self_calibrated'] == 0.0
-    assert (work / 'val_calibration' / 'abn_thresholds.json').is_file()
+    assert metrics['zeroshot/abn_thresholds_val_calibrated'] == 1.0
     val = json.loads((work / 'val_calibration' / 'val_metrics.json').read_text())
     assert 0.0 <= val['zeroshot/organ_top1'] <= 1.0 and 'zeroshot/abn_auc' in val
+    assert val['zeroshot/abn_auc'] != 0.123
+    applied = {k: v for k, v in metrics.items() if k.startswith('zeroshot/abn_threshold/')}
+    assert applied and all(v != STALE_THRESHOLD for v in applied.values())
+    assert applied == {k: val[k] for k in applied}  # the validation thresholds, unchanged
+    record = json.loads((work / 'val_calibration' / 'abn_thresholds.json').read_text())
+    assert record['num_studies'] == 2 and STALE_THRESHOLD not in record['thresholds'].values()
+    assert not (work / 'test_results' / 'abn_thresholds.json').exists()
+    # the run record: the device the model ran on and when
+    assert metrics['_run']['device'].endswith('cores)') or 'GPU' in metrics['_run']['device']
+    assert metrics['_run']['date'][:4].isdigit()
+    assert metrics['_run']['checkpoint'] == str(work / 'iter_6.pth')
+
+
+def test_test_tool_never_falls_back_to_a_stale_thresholds_file(trained, tmp_path):
+    """A validation split that yields no thresholds is an error, not the file of a past run."""
+    work, _, _, common = trained
+    plant_stale_thresholds(work)
+    out = tmp_path / 'metrics.json'
+    proc = run_tool(['tools/test.py', TINY, str(work / 'iter_6.pth'), '--out-metrics', str(out)]
+                    + common + ['val_dataloader.dataset.max_cases=1',
+                                'val_evaluator.1.strict=False'])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and 'validation split gave no abnormality thresholds' in errors[0]
+    assert '--no-val-calibration' in errors[0]
+    assert not out.exists()
+    assert not (work / 'val_calibration' / 'abn_thresholds.json').exists()
+
+
+def test_test_tool_without_val_calibration_self_calibrates_and_says_so(trained, tmp_path):
+    work, _, _, common = trained
+    plant_stale_thresholds(work)
+    out = tmp_path / 'metrics.json'
+    proc = run_tool(['tools/test.py', TINY, str(work / 'iter_6.pth'), '--out-metrics', str(out),
+                     '--no-val-calibration'] + common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'chosen on the test split itself' in proc.stdout + proc.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics['zeroshot/abn_thresholds_self_calibrated'] == 1.0
+    assert metrics['zeroshot/abn_thresholds_val_calibrated'] == 0.0
+    applied = {k: v for k, v in metrics.items() if k.startswith('zeroshot/abn_threshold/')}
+    assert applied and all(v != STALE_THRESHOLD for v in applied.values())
+    written = json.loads((work / 'test_results' / 'abn_thresholds.json').read_text())
+    assert written['num_studies'] == 2
 
 
 @pytest.mark.parametrize('extra, message', [

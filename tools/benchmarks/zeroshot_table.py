@@ -17,13 +17,17 @@ sets every schedule to N iterations the same way (the table says so). Runs that 
 metrics in ``--out`` are reused unless ``--force``. Validation-split metrics (the split the
 thresholds are chosen on) are kept in each run's ``val_calibration/val_metrics.json``: compare
 design choices there, not on test.
+
+The caption states what the runs themselves recorded, never fixed text: the device and date
+of each test run (``_run`` in the metrics file that ``tools/test.py --out-metrics`` writes),
+the source of the abnormality thresholds (``abn_thresholds_val_calibrated`` /
+``abn_thresholds_self_calibrated``) and the bootstrap level (``abn_ci_level``). Reused metrics
+from before these were recorded are called out as such; ``--force`` reruns them.
 """
 import argparse
-import datetime
 import json
 import os
 import os.path as osp
-import platform
 import shutil
 import subprocess
 import sys
@@ -35,6 +39,10 @@ VARIANTS = (('clip', 'vanilla CLIP (report)'), ('clip-findings', 'vanilla CLIP (
             ('ctglip-nodict', 'CT-GLIP w/o dictionary'), ('ctglip', 'CT-GLIP'))
 BENCH_DATA = osp.join('data', 'phantom_bench')
 GROUPS = ('liver', 'gallbladder', 'spleen', 'pancreas', 'kidney', 'lung', 'adrenal_gland')
+THRESHOLD_SOURCES = {'val': 'chosen on the validation split of the same run',
+                     'self': 'chosen on the test split itself (optimistic)',
+                     'given': 'given in the config',
+                     None: 'of unrecorded source (metrics from before the source was recorded)'}
 
 
 def parse_args(argv=None):
@@ -148,13 +156,79 @@ def fmt(metrics, key, ci=False):
     return text
 
 
+def threshold_source(metrics, prefix='zeroshot'):
+    """Where a run's abnormality thresholds came from: 'val', 'self', 'given' or None.
+
+    Read from the metric keys ``abn_thresholds_val_calibrated`` (chosen on the validation
+    split in the same ``tools/test.py`` run) and ``abn_thresholds_self_calibrated`` (chosen on
+    the test split itself); None where the metrics predate the first of these keys.
+    """
+    if metrics.get(f'{prefix}/abn_thresholds_val_calibrated') == 1:
+        return 'val'
+    if metrics.get(f'{prefix}/abn_thresholds_self_calibrated') == 1:
+        return 'self'
+    if f'{prefix}/abn_thresholds_val_calibrated' in metrics:
+        return 'given'
+    return None
+
+
+def bootstrap_skipped(metrics, prefix='zeroshot'):
+    """``(skipped, total)`` bootstrap resamples of a run's AD intervals; (0, 0) if unrecorded."""
+    skipped = metrics.get(f'{prefix}/abn_bootstrap_skipped', 0)
+    return skipped, skipped + metrics.get(f'{prefix}/abn_bootstrap_used', 0)
+
+
+def _span(values):
+    values = sorted(set(values))
+    return values[0] if len(values) == 1 else f'{values[0]} to {values[-1]}'
+
+
+def caption(results, args):
+    """The table's caption, from what the runs recorded (device, date, thresholds, bootstrap)."""
+    where = ('the benchmark phantom set' if args.data_root == BENCH_DATA
+             else f'`{args.data_root}`')
+    records = [m.get('_run') or {} for m in results.values()]
+    recorded = [r for r in records if r.get('date') and r.get('device')]
+    if recorded:
+        devices = dict.fromkeys(r['device'] for r in recorded)
+        measured = (f'measured {_span(r["date"][:10] for r in recorded)} on '
+                    f'{" and ".join(devices)}')
+    else:
+        measured = 'measured on an unrecorded date and device'
+    if len(recorded) < len(records):
+        measured += (f' ({len(records) - len(recorded)} of {len(records)} runs reused metrics '
+                     'from before tools/test.py recorded the device and date; rerun them with '
+                     '--force)')
+    sources = {}
+    for (family, _, name), m in results.items():
+        sources.setdefault(threshold_source(m), []).append(f'{family} {name}')
+    if len(sources) == 1:
+        thresholds = f'thresholds {THRESHOLD_SOURCES[next(iter(sources))]}'
+    else:
+        thresholds = 'thresholds ' + '; '.join(
+            f'{THRESHOLD_SOURCES[s]} for {", ".join(runs)}' for s, runs in sources.items())
+    levels = sorted({m['zeroshot/abn_ci_level'] for m in results.values()
+                     if m.get('zeroshot/abn_ci_level') is not None})
+    interval = (f'bootstrap {" / ".join(f"{100 * lv:g}%" for lv in levels)} intervals'
+                if levels else 'bootstrap intervals (level not recorded)')
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from ctglip.evaluation.metrics.zeroshot_abnormality import MAX_SKIPPED_FRACTION
+    skipping = [f'{family} {name} ({skipped:.0f} of {total:.0f})'
+                for (family, _, name), m in results.items()
+                for skipped, total in [bootstrap_skipped(m)]
+                if skipped > MAX_SKIPPED_FRACTION * total]
+    skipped = (' Bootstrap resamples in which an abnormality has one class absent are skipped; '
+               f'more than {100 * MAX_SKIPPED_FRACTION:g}% were in: {", ".join(skipping)}.'
+               if skipping else '')
+    return (f'Zero-shot results on the test split of {where}, {measured}, with '
+            f'`{command(args)}`. Percent; abnormality detection (AD) metrics are macro over the '
+            f'evaluable abnormalities with {interval}; {thresholds}.{skipped}')
+
+
 def table(results, args):
     lines = [
-        f'Zero-shot results on the test split of the benchmark phantom set, measured '
-        f'{datetime.date.today().isoformat()} on {platform.machine()} CPU '
-        f'({os.cpu_count()} cores) with `{command(args)}`. '
-        'Percent; abnormality detection (AD) metrics are macro over the evaluable '
-        'abnormalities with bootstrap 95% intervals; thresholds chosen on the validation split.',
+        caption(results, args),
         '',
         '| backbone | model | OR top-1 | OR top-5 | AD F1 | AD PPV | AD sensitivity | AD AUC | '
         'train min |',

@@ -12,13 +12,18 @@ from mmengine.logging import print_log
 
 from ctglip.datasets.organs import ABNORMALITIES, organ_group
 from ctglip.evaluation.functional import (THRESHOLD_RULES, auc, bootstrap_ci, confusion_counts,
-                                          rates_from_counts, select_threshold, weighted_auc)
+                                          macro_mean, rates_from_counts, select_threshold,
+                                          weighted_auc)
 from ctglip.evaluation.metrics.zeroshot_organ import sample_field
 from ctglip.registry import METRICS
 from ctglip.utils.errors import ConfigError, DataError
 
 THRESHOLDS_FILE = 'abn_thresholds.json'
 _RATES = ('f1', 'ppv', 'sensitivity')
+# warn when more than this fraction of bootstrap resamples lose an abnormality of the point
+# estimate (one class absent) and are skipped: the interval then describes the resamples that
+# keep every abnormality, a narrower question than the one asked
+MAX_SKIPPED_FRACTION = 0.1
 _DEFAULT_ORDER = {(g, a): i for i, (g, a) in enumerate(
     (g, a) for g, names in ABNORMALITIES.items() for a in names)}
 
@@ -81,18 +86,36 @@ class ZeroShotAbnormalityDetection(BaseMetric):
     Per abnormality: AUC, and F1, PPV and sensitivity at the operating threshold
     (``score >= threshold`` is positive). The threshold is chosen on a calibration set (the
     validation split) by ``threshold_rule`` (see :func:`~ctglip.evaluation.functional.
-    select_threshold`) and applied unchanged to the test split by passing ``thresholds``. With
+    select_threshold`) and applied unchanged to the test split by passing ``thresholds``
+    (``tools/test.py`` does this in every run with :meth:`use_validation_thresholds`). With
     ``thresholds=None`` they are chosen on the evaluated data itself (optimistic: the key
     ``abn_thresholds_self_calibrated`` is 1.0 then) and written to
-    ``out_dir/abn_thresholds.json`` for a later test run. An abnormality with one class absent
+    ``out_dir/abn_thresholds.json`` as a record of the run. An abnormality with one class absent
     is left out of the averages with a warning.
 
-    Metric keys (under ``prefix``): ``abn_auc``, ``abn_f1``, ``abn_ppv``, ``abn_sensitivity``
-    (macro over the evaluable abnormalities), ``abn_<m>_ci_low`` / ``abn_<m>_ci_high``
-    (percentile bootstrap over studies), ``abn_<m>/<group>`` (macro over the group's
-    abnormalities), ``abn_<m>/<group>/<abnormality>``, ``abn_threshold/<group>/<abnormality>``,
-    ``abn_thresholds_self_calibrated``, ``abn_num_studies``, ``abn_num_excluded_studies``,
-    ``abn_num_evaluable``. A radar picture of the per-group AUC (paper Figure 4h) is saved as
+    The bootstrap intervals average every resample over exactly the abnormalities of the point
+    estimate (AUC: all evaluable ones; F1 / PPV / sensitivity: those with a threshold). A
+    resample in which one of them has one class absent is skipped as a whole, never averaged
+    over the abnormalities that remain; ``abn_bootstrap_skipped`` counts these resamples and
+    a warning names the abnormalities responsible when more than
+    :data:`MAX_SKIPPED_FRACTION` of them are skipped.
+
+    Metric keys (under ``prefix``), all numbers:
+
+    - ``abn_auc``, ``abn_f1``, ``abn_ppv``, ``abn_sensitivity``: macro over the evaluable
+      abnormalities;
+    - ``abn_<m>_ci_low`` / ``abn_<m>_ci_high``: percentile bootstrap over studies (or
+      patients), ``abn_bootstrap_used`` / ``abn_bootstrap_skipped``: resamples used / skipped
+      for them, ``abn_ci_level``: their coverage (these present when ``n_bootstrap > 0``);
+    - ``abn_<m>/<group>`` (macro over the group's abnormalities; no interval),
+      ``abn_<m>/<group>/<abnormality>``, ``abn_threshold/<group>/<abnormality>``;
+    - the source of the thresholds: ``abn_thresholds_self_calibrated`` is 1.0 when they were
+      chosen on the evaluated data, ``abn_thresholds_val_calibrated`` is 1.0 when they were
+      chosen on the validation split of the same run (:meth:`use_validation_thresholds`);
+      both 0.0: thresholds given in the config;
+    - ``abn_num_studies``, ``abn_num_excluded_studies``, ``abn_num_evaluable``.
+
+    A radar picture of the per-group AUC (paper Figure 4h) is saved as
     ``out_dir/abn_auc_radar.png`` and sent to the current mmengine Visualizer when one exists.
 
     Args:
@@ -143,6 +166,7 @@ class ZeroShotAbnormalityDetection(BaseMetric):
             raise ConfigError('ZeroShotAbnormalityDetection thresholds must be None, a dict '
                               f'{{abnormality: threshold}} or a JSON path, got {thresholds!r}')
         self.thresholds = thresholds
+        self.thresholds_from_val = False
         self.threshold_rule = threshold_rule
         self.n_bootstrap = n_bootstrap
         if bootstrap_unit not in ('study', 'patient'):
@@ -153,6 +177,27 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         self.ci_level = ci_level
         self.out_dir = out_dir
         self.strict = strict
+
+    def use_validation_thresholds(self, thresholds):
+        """Apply thresholds chosen on the validation split of this run.
+
+        ``tools/test.py`` calls this with the thresholds that the validation run has just
+        reported, so that no thresholds file of an earlier run can be picked up; the metrics
+        then say ``abn_thresholds_val_calibrated=1``.
+
+        Args:
+            thresholds (Mapping): ``{abnormality: threshold}`` or ``{group/abnormality:
+                threshold}``.
+
+        Raises:
+            ConfigError: ``thresholds`` is not such a mapping, or a value is not a finite
+                number.
+        """
+        if not isinstance(thresholds, Mapping):
+            raise ConfigError('use_validation_thresholds needs {abnormality: threshold} '
+                              f'chosen in this run, got {type(thresholds).__name__}')
+        self.thresholds = load_thresholds(thresholds)
+        self.thresholds_from_val = True
 
     def process(self, data_batch, data_samples):
         """Turn each study into its units (small arrays of groups, names, scores, labels).
@@ -254,13 +299,14 @@ class ZeroShotAbnormalityDetection(BaseMetric):
                 metrics[f'abn_{m}/{group}/{abnormality}'] = value
         for m, values in per_unit.items():
             if values:
-                metrics[f'abn_{m}'] = float(np.mean(list(values.values())))
+                metrics[f'abn_{m}'] = macro_mean(list(values.values()))
             for group in dict.fromkeys(g for g, _ in values):
                 metrics[f'abn_{m}/{group}'] = float(np.mean(
                     [v for (g, _), v in values.items() if g == group]))
         metrics.update(self._confidence_intervals(units, len(included),
                                                   self._clusters(included)))
         metrics['abn_thresholds_self_calibrated'] = float(self_calibrated)
+        metrics['abn_thresholds_val_calibrated'] = float(self.thresholds_from_val)
         metrics['abn_num_studies'] = len(included)
         metrics['abn_num_excluded_studies'] = n_excluded
         metrics['abn_num_evaluable'] = len(units)
@@ -360,36 +406,68 @@ class ZeroShotAbnormalityDetection(BaseMetric):
 
     def _confidence_intervals(self, units, n_studies, clusters=None):
         """Percentile bootstrap CIs of the four macro metrics, resampling studies (or the
-        patients given by ``clusters``)."""
+        patients given by ``clusters``).
+
+        Each resample averages over exactly the units of the point estimate; a resample where
+        one of them has one class absent is skipped as a whole and counted.
+        """
         if not self.n_bootstrap:
             return {}
         names = ('auc',) + _RATES
+        rated = [unit for unit in units if unit['threshold'] is not None]
+        # resamples in which each unit had one class absent, for the warning below
+        lost = np.zeros(len(units), dtype=np.int64)
 
         def statistic(weights):
-            per = np.full((len(weights), len(names), len(units)), np.nan)
+            evaluable = np.ones((len(weights), len(units)), dtype=bool)
+            auc_per = np.empty((len(weights), len(units)))
+            rate_per = {m: np.empty((len(weights), len(rated))) for m in _RATES}
+            k = 0
             for j, unit in enumerate(units):
                 w = weights[:, unit['study']]
                 label = unit['label']
                 n_pos = w @ label.astype(np.float64)
-                defined = (n_pos > 0) & (w.sum(1) - n_pos > 0)
-                per[:, 0, j] = np.where(defined, weighted_auc(unit['score'], label, w), np.nan)
+                evaluable[:, j] = (n_pos > 0) & (w.sum(1) - n_pos > 0)
+                auc_per[:, j] = weighted_auc(unit['score'], label, w)
                 if unit['threshold'] is not None:
                     pred = unit['score'] >= unit['threshold']
                     tp = w @ (pred & label).astype(np.float64)
                     fp = w @ (pred & ~label).astype(np.float64)
                     rates = rates_from_counts(tp, fp, n_pos - tp)
-                    for i, m in enumerate(_RATES, 1):
-                        per[:, i, j] = np.where(defined, rates[m], np.nan)
-            count = np.isfinite(per).sum(-1)
-            total = np.nansum(per, -1)
-            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+                    for m in _RATES:
+                        rate_per[m][:, k] = rates[m]
+                    k += 1
+            lost[:] += (~evaluable).sum(0)
+            out = np.full((len(weights), len(names)), np.nan)
+            out[:, 0] = macro_mean(auc_per)
+            if rated:
+                for i, m in enumerate(_RATES, 1):
+                    out[:, i] = macro_mean(rate_per[m])
+            out[~evaluable.all(1)] = np.nan  # not over the same set as the point estimate
+            return out
 
         low, high, n_valid = bootstrap_ci(statistic, n_studies, self.n_bootstrap, self.seed,
                                           self.ci_level, clusters=clusters)
-        out = {}
+        used = int(n_valid[0])
+        skipped = self.n_bootstrap - used
+        out = dict(abn_bootstrap_used=used, abn_bootstrap_skipped=skipped,
+                   abn_ci_level=float(self.ci_level))
+        if skipped > MAX_SKIPPED_FRACTION * self.n_bootstrap:
+            worst = sorted(range(len(units)), key=lambda j: -lost[j])[:5]
+            shown = ', '.join(f'{units[j]["key"][1]!r} ({units[j]["key"][0]}, '
+                              f'{units[j]["n_pos"]} positive / {units[j]["n_neg"]} negative): '
+                              f'{lost[j]}' for j in worst if lost[j])
+            print_log(f'zero-shot abnormality bootstrap: {skipped} of {self.n_bootstrap} '
+                      f'resamples are skipped because an abnormality of the point estimate has '
+                      f'one class absent in them (resamples lost per abnormality: {shown}); '
+                      + ('no interval is reported' if not used else
+                         f'the intervals use the other {used}, so they describe resamples that '
+                         'keep every abnormality and may be too narrow')
+                      + '. Fix: evaluate on a split with more positive (and negative) studies '
+                      'per abnormality', logger='current', level=logging.WARNING)
         for i, m in enumerate(names):
             if n_valid[i] == 0:
-                continue  # no threshold metrics (thresholds missing) or no defined resample
+                continue  # no threshold metrics (thresholds missing) or no resample used
             out[f'abn_{m}_ci_low'] = float(low[i])
             out[f'abn_{m}_ci_high'] = float(high[i])
         return out
