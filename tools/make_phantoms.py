@@ -38,6 +38,11 @@ def parse_args(argv=None):
                         type=float,
                         default=1.0,
                         help='multiplier of the abnormality rates (default 1)')
+    parser.add_argument('--profile',
+                        choices=['realistic', 'benchmark'],
+                        default='realistic',
+                        help='how findings are drawn: realistic sizes and rates (default) or '
+                        'benchmark (every finding visible at 5 mm, 15-40%% prevalence)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -45,7 +50,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from ctglip.datasets.phantom import make_phantom_dataset
-    options = dict(abnormal_rate=args.abnormal_rate)
+    options = dict(abnormal_rate=args.abnormal_rate, profile=args.profile)
     if args.fov_mm:
         options['fov_mm'] = tuple(args.fov_mm)
     spacing = args.spacing[0] if len(args.spacing) == 1 else tuple(args.spacing)

@@ -344,6 +344,41 @@ def test_bad_options_raise_config_errors(tmp_path):
         make_phantom_dataset(str(tmp_path), num_cases=1, fov='knee', progress=False)
     with pytest.raises(ConfigError, match='num_cases'):
         make_phantom_dataset(str(tmp_path), num_cases=0, progress=False)
+    with pytest.raises(ConfigError, match="profile='hard' is unknown"):
+        make_phantom_dataset(str(tmp_path), num_cases=1, profile='hard', progress=False)
+
+
+def _findings(profile, seeds=range(40)):
+    from ctglip.datasets.phantom.anatomy import build_body
+    from ctglip.datasets.phantom.findings import sample_findings
+    out = []
+    for seed in seeds:
+        body = build_body(seed, np.random.default_rng([seed, 0]), breath=0.0)
+        kwargs = {} if profile is None else dict(profile=profile)
+        out.append(sample_findings(np.random.default_rng([seed, 11]), body, 1.0, **kwargs))
+    return out
+
+
+def test_benchmark_profile_makes_every_finding_visible_and_common():
+    from ctglip.datasets.phantom.findings import PROFILES
+    key = [[(f.name, f.organ, f.size, f.grade) for f in fs] for fs in _findings(None)]
+    assert key == [[(f.name, f.organ, f.size, f.grade) for f in fs]
+                   for fs in _findings('realistic')]  # realistic stays the default
+    realistic, bench = _findings('realistic'), _findings('benchmark')
+    per_patient = [len({f.name for f in fs}) for fs in bench]
+    assert np.mean(per_patient) > 1.8 * np.mean([len({f.name for f in fs}) for fs in realistic])
+    floors = PROFILES['benchmark']['min_mm']
+    for f in (f for fs in bench for f in fs):
+        if f.name in floors:
+            assert f.size >= floors[f.name] - 1e-9, f
+        if f.grade:
+            assert f.grade in ('moderate', 'marked'), f  # no mild diffuse findings
+        if f.name == 'lung nodule':
+            assert f.params['solid']
+        if f.name == 'adrenal nodule':
+            assert f.params['lipid']
+        if f.name in ('liver mass', 'pancreatic mass', 'renal mass'):
+            assert abs(f.params['delta']) >= 45
 
 
 def test_command_line_tool(tmp_path, capsys):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...utils.errors import ConfigError
 from ..organs import ABNORMALITIES, organ_vocabulary
+from .findings import PROFILES
 from .generator import FIELDS_OF_VIEW, StudyPlan, patient_seed, render_study
 
 __all__ = ['make_phantom_dataset', 'plan_dataset', 'DEFAULT_SPACING', 'DEFAULT_FOV_MM', 'TINY']
@@ -47,7 +48,7 @@ def _spacing3(spacing):
 
 
 def plan_dataset(num_cases, seed=0, spacing=DEFAULT_SPACING, fov_mm=DEFAULT_FOV_MM,
-                 abnormal_rate=1.0, fov=None):
+                 abnormal_rate=1.0, fov=None, profile='realistic'):
     """Patients, studies and splits of a dataset, without rendering anything.
 
     Patients have 1 to 3 studies (70/20/10 %). Patients, not studies, are split about
@@ -83,7 +84,7 @@ def plan_dataset(num_cases, seed=0, spacing=DEFAULT_SPACING, fov_mm=DEFAULT_FOV_
                          patient_id=f'phantom_patient_{pi:0{width}d}',
                          patient_seed=patient_seed(seed, pi), study_seed=(int(seed), 1, i),
                          spacing=sp, fov_mm=tuple(float(x) for x in fov_mm),
-                         abnormal_rate=float(abnormal_rate), fov=fov)
+                         abnormal_rate=float(abnormal_rate), fov=fov, profile=profile)
         plans.append((plan, split_of[pi]))
     return plans
 
@@ -183,7 +184,8 @@ masks for liver, kidney and pancreas tumours. It exists to test and demonstrate 
 toolkit end to end without patient data. It is NOT real CT and must not be used to draw
 clinical or performance conclusions about real images.
 
-Made with: seed={seed}, spacing={spacing} mm, in-plane field of view {fov} mm, abnormal_rate={rate}.
+Made with: seed={seed}, spacing={spacing} mm, in-plane field of view {fov} mm, abnormal_rate={rate},
+profile={profile}.
 Deterministic: the same seed and options give identical files on any number of workers.
 
 Files:
@@ -221,7 +223,9 @@ def make_phantom_dataset(out_dir, num_cases=200, seed=0, num_workers=2, spacing=
         progress: show a tqdm progress bar.
         **options: ``fov_mm`` (in-plane field of view in mm, default (448, 352)),
             ``abnormal_rate`` (multiplier of the finding rates, default 1.0), ``fov`` (force one
-            field of view, one of ``FIELDS_OF_VIEW``), ``start_method`` (multiprocessing).
+            field of view, one of ``FIELDS_OF_VIEW``), ``profile`` (``'realistic'``, the
+            default, or ``'benchmark'``: every finding visible at 5 mm at a report-dataset
+            prevalence; see ``findings.PROFILES``), ``start_method`` (multiprocessing).
 
     Returns:
         str: path of ``manifest.jsonl``.
@@ -229,7 +233,7 @@ def make_phantom_dataset(out_dir, num_cases=200, seed=0, num_workers=2, spacing=
     Example:
         >>> manifest = make_phantom_dataset('data/phantom_tiny', num_cases=6, spacing=8.0)
     """
-    known = {'fov_mm', 'abnormal_rate', 'fov', 'start_method'}
+    known = {'fov_mm', 'abnormal_rate', 'fov', 'start_method', 'profile'}
     unknown = set(options) - known
     if unknown:
         raise ConfigError(f'make_phantom_dataset got unknown option(s) {sorted(unknown)}; '
@@ -248,6 +252,9 @@ def make_phantom_dataset(out_dir, num_cases=200, seed=0, num_workers=2, spacing=
     rate = float(options.get('abnormal_rate', 1.0))
     if not 0.0 <= rate <= 50.0:
         raise ConfigError(f'abnormal_rate={rate!r} must lie in [0, 50] (rates are capped at 1)')
+    profile = options.get('profile', 'realistic')
+    if profile not in PROFILES:
+        raise ConfigError(f'phantom profile={profile!r} is unknown; use one of {sorted(PROFILES)}')
     sp = _spacing3(spacing)
 
     out_dir = osp.abspath(out_dir)
@@ -257,7 +264,7 @@ def make_phantom_dataset(out_dir, num_cases=200, seed=0, num_workers=2, spacing=
     if osp.exists(manifest):
         os.remove(manifest)
 
-    plans = plan_dataset(num_cases, seed, sp, fov_mm, rate, fov)
+    plans = plan_dataset(num_cases, seed, sp, fov_mm, rate, fov, profile)
     jobs = [(plan, split, out_dir) for plan, split in plans]
     bar = None
     if progress:
@@ -287,12 +294,14 @@ def make_phantom_dataset(out_dir, num_cases=200, seed=0, num_workers=2, spacing=
             os.remove(osp.join(out_dir, 'tumor_masks', name))
 
     settings = dict(generator_version=GENERATOR_VERSION, seed=int(seed), num_cases=int(num_cases),
-                    spacing=list(sp), fov_mm=list(fov_mm), abnormal_rate=rate, fov=fov)
+                    spacing=list(sp), fov_mm=list(fov_mm), abnormal_rate=rate, fov=fov,
+                    profile=profile)
     stats = _stats(rows, metas, settings)
     _write_text(osp.join(out_dir, 'stats.json'), json.dumps(stats, indent=1) + '\n')
     _write_text(osp.join(out_dir, 'README.txt'), _README.format(
         version=GENERATOR_VERSION, n=len(rows), p=stats['num_patients'], seed=seed,
-        spacing='x'.join(f'{s:g}' for s in sp), fov='x'.join(f'{s:g}' for s in fov_mm), rate=rate))
+        spacing='x'.join(f'{s:g}' for s in sp), fov='x'.join(f'{s:g}' for s in fov_mm), rate=rate,
+        profile=profile))
     _write_text(manifest, ''.join(json.dumps(r) + '\n' for r in rows))
     return manifest
 

@@ -18,7 +18,8 @@ import numpy as np
 from ..organs import ABNORMALITIES
 from .appearance import LABEL, TISSUE
 
-__all__ = ['Finding', 'sample_findings', 'FINDING_RATES', 'geometry_of', 'TUMOR_FINDINGS']
+__all__ = ['Finding', 'sample_findings', 'FINDING_RATES', 'geometry_of', 'TUMOR_FINDINGS',
+           'PROFILES']
 
 # Probability that a patient has the finding (before ``abnormal_rate`` scaling).
 FINDING_RATES = {
@@ -29,6 +30,28 @@ FINDING_RATES = {
     'emphysema': 0.12, 'adrenal nodule': 0.08, 'renal mass': 0.06, 'aortic calcification': 0.2,
 }
 TUMOR_FINDINGS = ('liver mass', 'pancreatic mass', 'renal mass')
+
+# How findings are drawn. ``realistic`` (the default) keeps real-world sizes, grades and rates,
+# so many findings are a voxel or two at 5 mm, or a few HU. ``benchmark`` gives every finding
+# a signature that a 5 mm grid shows (lesions of at least 2-3 voxels, stones of at least one,
+# moderate or marked diffuse grades, masses at least 45 HU from their organ, solid lung nodules,
+# lipid-rich adrenal nodules) at a prevalence like real report datasets (``rate`` multiplies
+# FINDING_RATES: 15-40 % of patients per finding), so that a learner's failure is its own and
+# not the data's. Table captions name the profile.
+PROFILES = {
+    'realistic': dict(rate=1.0, min_mm={}, strong=False),
+    'benchmark': dict(rate=2.2, strong=True, min_mm={
+        'liver cyst': 14, 'liver mass': 16, 'liver calcification': 6, 'gallstone': 7,
+        'splenic cyst': 14, 'pancreatic mass': 18, 'kidney cyst': 14, 'kidney stone': 6,
+        'lung nodule': 10, 'adrenal nodule': 16, 'renal mass': 20}),
+}
+
+
+def check_profile(profile):
+    """Raise ``ValueError`` unless ``profile`` names one of :data:`PROFILES`."""
+    if profile not in PROFILES:
+        raise ValueError(f'phantom profile {profile!r} is unknown; use one of {sorted(PROFILES)}')
+    return profile
 VOCAB = {a for names in ABNORMALITIES.values() for a in names}
 GRADES = ('mild', 'moderate', 'marked')
 
@@ -63,8 +86,8 @@ class Finding:
         return self.name in TUMOR_FINDINGS
 
 
-def _grade(rng, values):
-    g = int(rng.choice(3, p=(0.45, 0.35, 0.2)))
+def _grade(rng, values, strong=False):
+    g = int(rng.choice([1, 2], p=(0.6, 0.4))) if strong else int(rng.choice(3, p=(0.45, 0.35, 0.2)))
     lo, hi = values[g]
     return GRADES[g], float(rng.uniform(lo, hi))
 
@@ -147,19 +170,33 @@ def _focal(rng, body, name, organ, size, depth=0.7, where=None, **params):
     return Finding(name, organ, True, size=size, offset=off, params=params)
 
 
-def sample_findings(rng, body, rate=1.0):
+def sample_findings(rng, body, rate=1.0, profile='realistic'):
     """Draw a patient's findings.
 
     Args:
         rng: the patient's findings generator.
         body: the patient's reference body (no breathing offset), for lesion positions.
-        rate: multiplier of :data:`FINDING_RATES`.
+        rate: multiplier of :data:`FINDING_RATES` (on top of the profile's).
+        profile: a key of :data:`PROFILES`.
 
     Returns:
         list[Finding]
     """
+    prof = PROFILES[check_profile(profile)]
+    strong, min_mm = prof['strong'], prof['min_mm']
+    rate = rate * prof['rate']
     out = []
     has = {name: rng.random() < min(1.0, p * rate) for name, p in FINDING_RATES.items()}
+
+    def size(name, lo, hi):  # the profile's floor moves the whole range up
+        floor = min_mm.get(name, 0.0)
+        return _size(rng, max(lo, floor), max(hi, 1.5 * floor))
+
+    def grade(values):
+        return _grade(rng, values, strong)
+
+    def contrast(lo, hi):  # masses: |HU difference| to the organ
+        return rng.uniform(max(lo, 45.0), max(hi, 70.0)) if strong else rng.uniform(lo, hi)
     lm = body.landmarks
     cyst = dict(amp=2, lobulation=0.03, margin='sharp')  # water density, smooth round edge
     dense = dict(lobulation=0.08, margin='sharp', dense=True)  # stones and calcifications
@@ -174,39 +211,40 @@ def sample_findings(rng, body, rate=1.0):
     # liver
     if has['liver cyst']:
         for _ in range(count(1, 1, 1, 2, 3)):
-            add(_focal(rng, body, 'liver cyst', 'liver', _size(rng, 5, 40),
+            add(_focal(rng, body, 'liver cyst', 'liver', size('liver cyst', 5, 40),
                        hu=rng.uniform(0, 15), **cyst))
     if has['liver mass']:
         for _ in range(count(1, 1, 2)):
             kind = 'hypo' if rng.random() < 0.7 else 'hyper'
-            delta = -rng.uniform(25, 55) if kind == 'hypo' else rng.uniform(35, 80)
-            add(_focal(rng, body, 'liver mass', 'liver', _size(rng, 8, 60), kind=kind,
+            delta = -contrast(25, 55) if kind == 'hypo' else contrast(35, 80)
+            add(_focal(rng, body, 'liver mass', 'liver', size('liver mass', 8, 60), kind=kind,
                        delta=delta, amp=14, lobulation=0.1, margin='soft'))
     if has['hepatic steatosis']:
-        g, d = _grade(rng, ((12, 22), (22, 38), (38, 60)))  # HU lost
+        g, d = grade(((12, 22), (22, 38), (38, 60)))  # HU lost
         out.append(Finding('hepatic steatosis', 'liver', False, size=d, grade=g))
     if has['liver calcification']:
         for _ in range(count(1, 1, 2)):
-            add(_focal(rng, body, 'liver calcification', 'liver', _size(rng, 3, 8),
+            add(_focal(rng, body, 'liver calcification', 'liver',
+                       size('liver calcification', 3, 8),
                        hu=rng.uniform(600, 1200), amp=30, **dict(dense, lobulation=0.05)))
     # gallbladder: stones lie in the dependent (posterior) part
     gbl = lm['gallbladder']
     if has['gallstone']:
         n = count(1, 1, 2, 3, 4)
-        size = _size(rng, 4, 20) / (1 + 0.25 * (n - 1))
+        stone = max(_size(rng, 4, 20) / (1 + 0.25 * (n - 1)), min_mm.get('gallstone', 0.0))
         for _ in range(n):
-            add(_focal(rng, body, 'gallstone', 'gallbladder', size, depth=0.75,
+            add(_focal(rng, body, 'gallstone', 'gallbladder', stone, depth=0.75,
                        where=lambda p: p[:, 1] < gbl.center[1], hu=rng.uniform(450, 1000),
                        amp=40, **dense))
     if has['gallbladder wall thickening']:
-        g, t = _grade(rng, ((4, 5.5), (5.5, 7.5), (7.5, 10)))  # wall thickness in mm
+        g, t = grade(((4, 5.5), (5.5, 7.5), (7.5, 10)))  # wall thickness in mm
         out.append(Finding('gallbladder wall thickening', 'gallbladder', False, size=t, grade=g))
     # spleen
     if has['splenomegaly']:
-        g, s = _grade(rng, ((1.12, 1.25), (1.25, 1.45), (1.45, 1.75)))  # linear scale
+        g, s = grade(((1.12, 1.25), (1.25, 1.45), (1.45, 1.75)))  # linear scale
         out.append(Finding('splenomegaly', 'spleen', False, size=s, grade=g))
     if has['splenic cyst']:
-        add(_focal(rng, body, 'splenic cyst', 'spleen', _size(rng, 6, 40),
+        add(_focal(rng, body, 'splenic cyst', 'spleen', size('splenic cyst', 6, 40),
                    hu=rng.uniform(0, 15), **cyst))
     # pancreas: a mass at a position t along the gland (0 head .. 1 tail)
     pts, radii = lm['pancreas']
@@ -217,14 +255,14 @@ def sample_findings(rng, body, rate=1.0):
         c = pts[seg] * (1 - u) + pts[seg + 1] * u
         r = radii[seg] * (1 - u) + radii[seg + 1] * u
         off = c + rng.normal(0, r * 0.25, 3) - organ_anchor(body, 'pancreas')
-        params = dict(delta=-rng.uniform(30, 55), amp=12, harm=rng.normal(0, 0.1, 12),
+        params = dict(delta=-contrast(30, 55), amp=12, harm=rng.normal(0, 0.1, 12),
                       margin='soft', t=t)
-        out.append(Finding('pancreatic mass', 'pancreas', True, size=_size(rng, 12, 40),
-                           offset=off, params=params))
+        out.append(Finding('pancreatic mass', 'pancreas', True,
+                           size=size('pancreatic mass', 12, 40), offset=off, params=params))
         if t < 0.45 and rng.random() < 0.5:  # a mass in the head often blocks the duct
             has['pancreatic duct dilation'] = True
     if has['pancreatic duct dilation']:
-        g, d = _grade(rng, ((4.5, 6), (6, 8), (8, 10)))  # duct diameter in mm
+        g, d = grade(((4.5, 6), (6, 8), (8, 10)))  # duct diameter in mm
         out.append(Finding('pancreatic duct dilation', 'pancreas', False, size=d, grade=g))
 
     # kidneys: one side, sometimes both
@@ -236,35 +274,36 @@ def sample_findings(rng, body, rate=1.0):
     if has['kidney cyst']:
         for organ in sides():
             for _ in range(count(1, 1, 2)):
-                add(_focal(rng, body, 'kidney cyst', organ, _size(rng, 5, 50), depth=0.9,
+                add(_focal(rng, body, 'kidney cyst', organ, size('kidney cyst', 5, 50), depth=0.9,
                            hu=rng.uniform(0, 15), **cyst))
     if has['kidney stone']:  # in the collecting system: renal sinus and calyces
         for organ in sides():
             sinus = lm['kidneys'][organ]['sinus']
             for _ in range(count(1, 1, 2)):
-                add(_focal(rng, body, 'kidney stone', organ, _size(rng, 3, 12), depth=0.95,
+                add(_focal(rng, body, 'kidney stone', organ, size('kidney stone', 3, 12),
+                           depth=0.95,
                            where=lambda p, s=sinus: s.field(p[:, 0], p[:, 1], p[:, 2]) < 1.3,
                            hu=rng.uniform(600, 1400), amp=40, **dense))
     if has['hydronephrosis']:
         for organ in sides():
-            g, h = _grade(rng, ((0.35, 0.6), (0.6, 0.95), (0.95, 1.3)))  # dilation factor
+            g, h = grade(((0.35, 0.6), (0.6, 0.95), (0.95, 1.3)))  # dilation factor
             out.append(Finding('hydronephrosis', organ, False, size=h, grade=g))
     if has['renal mass']:
         organ = 'kidney_right' if rng.random() < 0.5 else 'kidney_left'
-        add(_focal(rng, body, 'renal mass', organ, _size(rng, 15, 60), depth=0.8,
-                   delta=-rng.uniform(30, 70), amp=20, lobulation=0.12, margin='soft'))
+        add(_focal(rng, body, 'renal mass', organ, size('renal mass', 15, 60), depth=0.8,
+                   delta=-contrast(30, 70), amp=20, lobulation=0.12, margin='soft'))
     # lungs
     lobes = ('lung_upper_lobe_right', 'lung_middle_lobe_right', 'lung_lower_lobe_right',
              'lung_upper_lobe_left', 'lung_lower_lobe_left')
     if has['lung nodule']:
         for _ in range(count(1, 1, 1, 2, 3)):
             organ = lobes[int(rng.choice(5, p=(0.27, 0.08, 0.25, 0.22, 0.18)))]
-            solid = rng.random() < 0.8
+            solid = rng.random() < 0.8 or strong
             hu = rng.uniform(-20, 60) if solid else rng.uniform(-600, -350)  # or ground glass
-            add(_focal(rng, body, 'lung nodule', organ, _size(rng, 4, 25), depth=0.92, hu=hu,
-                       amp=15, lobulation=0.1, margin='soft', solid=solid))
+            add(_focal(rng, body, 'lung nodule', organ, size('lung nodule', 4, 25), depth=0.92,
+                       hu=hu, amp=15, lobulation=0.1, margin='soft', solid=solid))
     if has['emphysema']:
-        g, d = _grade(rng, ((0.06, 0.12), (0.12, 0.22), (0.22, 0.38)))  # low-attenuation share
+        g, d = grade(((0.06, 0.12), (0.12, 0.22), (0.22, 0.38)))  # low-attenuation share
         pattern = 'upper' if rng.random() < 0.6 else 'diffuse'
         affected = (lobes[0], lobes[3]) if pattern == 'upper' else lobes
         for organ in affected:
@@ -273,11 +312,12 @@ def sample_findings(rng, body, rate=1.0):
     # adrenals: most nodules are lipid-rich adenomas (near 0 HU)
     if has['adrenal nodule']:
         organ = 'adrenal_gland_right' if rng.random() < 0.5 else 'adrenal_gland_left'
-        lipid = rng.random() < 0.65
+        lipid = rng.random() < 0.65 or strong
         hu = rng.uniform(-5, 12) if lipid else None
         delta = None if lipid else rng.uniform(-5, 25)
-        add(_focal(rng, body, 'adrenal nodule', organ, _size(rng, 8, 35), depth=0.8, hu=hu,
-                   delta=delta, amp=6, lobulation=0.04, margin='sharp', union=True, lipid=lipid))
+        add(_focal(rng, body, 'adrenal nodule', organ, size('adrenal nodule', 8, 35), depth=0.8,
+                   hu=hu, delta=delta, amp=6, lobulation=0.04, margin='sharp', union=True,
+                   lipid=lipid))
     # aorta (outside the vocabulary): plaques in the wall of the abdominal aorta
     if has['aortic calcification']:
         apts, ar = lm['aorta']

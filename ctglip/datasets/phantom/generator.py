@@ -55,6 +55,7 @@ class StudyPlan:
     fov_mm: tuple = (448.0, 352.0)
     abnormal_rate: float = 1.0
     fov: str = None  # force a field of view (tests)
+    profile: str = 'realistic'  # how findings are drawn (findings.PROFILES)
 
 
 def patient_seed(seed, patient_index):
@@ -63,14 +64,14 @@ def patient_seed(seed, patient_index):
 
 
 @lru_cache(maxsize=8)
-def _patient_findings(seed, rate):
+def _patient_findings(seed, rate, profile='realistic'):
     """A patient's findings placed on a reference body without breathing (cached per process).
 
     Returns:
         tuple: ``(reference body, findings)``.
     """
     ref = build_body(seed, np.random.default_rng([seed, 0]), breath=0.0)
-    return ref, tuple(sample_findings(np.random.default_rng([seed, 11]), ref, rate))
+    return ref, tuple(sample_findings(np.random.default_rng([seed, 11]), ref, rate, profile))
 
 
 def _landmark_z(name, body):
@@ -299,7 +300,7 @@ def render_study(plan):
     noise_rng = np.random.default_rng(list(plan.study_seed) + [2])
     report_rng = np.random.default_rng(list(plan.study_seed) + [3])
     spacing = np.asarray(plan.spacing, float)
-    ref, patient_findings = _patient_findings(plan.patient_seed, plan.abnormal_rate)
+    ref, patient_findings = _patient_findings(plan.patient_seed, plan.abnormal_rate, plan.profile)
 
     # 1. the study: field of view, arms, phase, pose and the voxel grid
     names = list(FIELDS_OF_VIEW)
