@@ -49,6 +49,8 @@ class CachedPreprocess:
         parts = [self.settings]
         for field in ('img_path', 'mask_path', 'tumor_path', 'label_scheme'):
             value = results.get(field)
+            if value and field != 'label_scheme':  # one entry however the data root is spelt
+                value = osp.realpath(value)
             parts.append(f'{field}={value}')
             if value and osp.exists(value):
                 st = os.stat(value)
