@@ -81,3 +81,22 @@ def test_multi_window_refuses_bad_windows_and_multichannel_input():
         MultiWindowd(windows=[(240, -160)])
     with pytest.raises(ValueError, match='one channel in HU'):
         MultiWindowd()({'image': torch.zeros(2, 4, 4, 4)})
+
+
+def test_crops_remove_organs_cut_below_min_visible():
+    from ctglip.datasets.transforms import CenterPadCrop
+    from ctglip.datasets.transforms.processing import drop_cut_organs
+    label = torch.zeros(1, 20, 8, 8, dtype=torch.long)
+    label[0, 0:4] = 1   # the organs' box is x 0..11: the 8-voxel crop keeps x 1..8
+    label[0, 5:8] = 2
+    label[0, 8:12] = 3
+    out = CenterPadCrop((8, 8, 8), min_visible=0.5)(dict(image=label.float(),
+                                                         organ_label=label.clone()))
+    assert out['organ_label'][0, :, 0, 0].tolist() == [1, 1, 1, 0, 2, 2, 2, 0]  # 3 kept 1/4
+    assert out['image'][0, -1, 0, 0] == 3  # only the labels change
+    plain = CenterPadCrop((8, 8, 8))(dict(image=label.float(), organ_label=label.clone()))
+    assert plain['organ_label'][0, -1, 0, 0] == 3  # min_visible=0 keeps every organ
+    cropped = label[:, 1:9]
+    assert drop_cut_organs(label, cropped, 0.8).unique().tolist() == [0, 2]  # 1 kept 3/4
+    with pytest.raises(ValueError, match='min_visible'):
+        RandOrganCrop((8, 8, 8), min_visible=1.5)

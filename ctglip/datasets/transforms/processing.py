@@ -31,11 +31,15 @@ class RandOrganCrop:
     Args:
         spatial_size: crop size in voxels (X, Y, Z) after resampling.
         organ_prob: probability of centring on an organ voxel.
+        min_visible: an organ of which less than this fraction of its voxels stays in the
+            crop is removed from the cropped label map (label 0): its report findings may
+            describe a lesion that the crop cut away. 0 keeps every organ (the default).
     """
 
-    def __init__(self, spatial_size, organ_prob=1.0):
+    def __init__(self, spatial_size, organ_prob=1.0, min_visible=0.0):
         self.spatial_size = tuple(int(s) for s in spatial_size)
         self.organ_prob = organ_prob
+        self.min_visible = check_min_visible(min_visible, type(self).__name__)
 
     def __call__(self, results):
         label = _plain(results['organ_label'])[0]
@@ -47,13 +51,42 @@ class RandOrganCrop:
         else:
             center = np.array([np.random.randint(s) for s in shape])
         start = np.clip(center - size // 2, 0, np.maximum(shape - size, 0))
-        for key in SPATIAL_KEYS:
-            if key in results:
-                results[key] = crop_or_pad(_plain(results[key]), start, size)
-        return results
+        return crop_study(results, start, size, self.min_visible)
 
     def __repr__(self):
-        return f'{type(self).__name__}(spatial_size={self.spatial_size})'
+        return (f'{type(self).__name__}(spatial_size={self.spatial_size}, '
+                f'min_visible={self.min_visible})')
+
+
+def check_min_visible(value, owner):
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f'{owner}: min_visible={value} must lie in [0, 1] (the fraction of an '
+                         "organ's voxels that must stay in the crop).")
+    return value
+
+
+def crop_study(results, start, size, min_visible=0.0):
+    """Crop every spatial key at ``start`` to ``size``; remove organs cut below ``min_visible``."""
+    full = _plain(results['organ_label'])
+    for key in SPATIAL_KEYS:
+        if key in results:
+            results[key] = crop_or_pad(_plain(results[key]), start, size)
+    if min_visible > 0:
+        results['organ_label'] = drop_cut_organs(full, results['organ_label'], min_visible)
+    return results
+
+
+def drop_cut_organs(full_label, cropped_label, min_visible):
+    """Set to 0 the organs of ``cropped_label`` that keep less than ``min_visible`` of the
+    voxels they have in ``full_label`` (both integer label maps, any shape)."""
+    full_label, cropped_label = full_label.long(), cropped_label.long()
+    n = int(max(full_label.max(), cropped_label.max())) + 1 if full_label.numel() else 1
+    before = torch.bincount(full_label.flatten(), minlength=n).float()
+    after = torch.bincount(cropped_label.flatten(), minlength=n).float()
+    cut = after < min_visible * before
+    cut[0] = False
+    return torch.where(cut[cropped_label], torch.zeros_like(cropped_label), cropped_label)
 
 
 def crop_or_pad(volume, start, size):
@@ -69,10 +102,16 @@ def crop_or_pad(volume, start, size):
 @TRANSFORMS.register_module()
 class CenterPadCrop:
     """Deterministic version of RandOrganCrop for validation and test: crop or pad around the
-    centre of the organs' bounding box to a fixed size."""
+    centre of the organs' bounding box to a fixed size.
 
-    def __init__(self, spatial_size):
+    Args:
+        spatial_size: crop size in voxels.
+        min_visible: as in ``RandOrganCrop``: organs cut below this fraction are removed.
+    """
+
+    def __init__(self, spatial_size, min_visible=0.0):
         self.spatial_size = tuple(int(s) for s in spatial_size)
+        self.min_visible = check_min_visible(min_visible, type(self).__name__)
 
     def __call__(self, results):
         label = _plain(results['organ_label'])[0]
@@ -81,10 +120,7 @@ class CenterPadCrop:
         fg = torch.nonzero(label > 0)
         center = ((fg.min(0).values + fg.max(0).values) // 2).numpy() if len(fg) else shape // 2
         start = np.clip(center - size // 2, 0, np.maximum(shape - size, 0))
-        for key in SPATIAL_KEYS:
-            if key in results:
-                results[key] = crop_or_pad(_plain(results[key]), start, size)
-        return results
+        return crop_study(results, start, size, self.min_visible)
 
 
 _SIDE = re.compile(r'\b(left|right|Left|Right|LEFT|RIGHT)\b')
