@@ -10,7 +10,8 @@ from ctglip import registry
 
 # registry attribute -> {name: (config without type, default_args)}
 CONFIGS = {
-    'BACKBONES': {'NNUNetEncoder3D': dict(arch='tiny'), 'MiT3D': dict(arch='tiny')},
+    'BACKBONES': {'NNUNetEncoder3D': dict(arch='tiny'), 'MiT3D': dict(arch='tiny'),
+                  'IdentityBackbone': {}, 'PlainConv3D': dict(channels=4)},
     'POOLERS': {n: dict(num_organs=4, in_channels=8) for n in (
         'OrganMaskPooler', 'GlobalPooler', 'AttentionOrganPooler', 'OrganGeMPooler',
         'OrganMeanMaxPooler')},
@@ -38,7 +39,8 @@ CONFIGS = {
         'EnsureTyped': dict(keys=['image']),
     },
     'MODELS': {
-        'CTDataPreprocessor': {}, 'ProjectionHead': dict(in_channels=8),
+        'CTDataPreprocessor': {}, 'ProjectionHead': dict(in_channels=8, norm='layernorm'),
+        'OrganIntensityStats': {},
         'CTGLIP': dict(backbone=dict(type='MiT3D', arch='tiny'),
                        pooler=dict(type='OrganMaskPooler'),
                        text_encoder=dict(type='HFTextEncoder', model_path='{bert}'),

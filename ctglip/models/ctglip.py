@@ -41,6 +41,10 @@ class CTGLIP(BaseModel):
         max_logit_scale: clamp of ``1 / T``.
         test_pooler: pooler for ``predict`` (vanilla CLIP is evaluated on organ-pooled
             features: ``dict(type='OrganMaskPooler')``); None uses ``pooler``.
+        intensity_skip: MODELS config of a raw-intensity skip (``OrganIntensityStats``):
+            statistics of each organ's HU at input resolution, concatenated to its pooled
+            features before the projection. With a global pooler the statistics are those of
+            all labelled voxels as one region. None (the paper's model): pooled features only.
         prompts: zero-shot prompt JSON (format in DESIGN.md); None for the shipped default.
         nonfinite: what a NaN or infinite loss or gradient does: ``stop`` (raise, naming the
             iteration, the term and the last good checkpoint) or ``skip`` (drop the batch
@@ -52,8 +56,8 @@ class CTGLIP(BaseModel):
 
     def __init__(self, backbone, pooler, text_encoder, losses, organ_vocab='totalseg_v1',
                  embed_dim=256, projection=None, init_temperature=0.07, max_logit_scale=100.0,
-                 test_pooler=None, prompts=None, nonfinite='stop', log_texts=False,
-                 data_preprocessor=None, init_cfg=None):
+                 test_pooler=None, intensity_skip=None, prompts=None, nonfinite='stop',
+                 log_texts=False, data_preprocessor=None, init_cfg=None):
         self.backbone_cfg = backbone
         backbone = BACKBONES.build(backbone)
         if data_preprocessor is None:
@@ -76,6 +80,10 @@ class CTGLIP(BaseModel):
         if self.test_pooler is not None and self.test_pooler.out_channels(channels) != pooled:
             raise ConfigError(f'test_pooler gives {self.test_pooler.out_channels(channels)} '
                               f'channels but pooler gives {pooled}; they share one projection.')
+        self.intensity_skip = None if intensity_skip is None else MODELS.build(intensity_skip)
+        if self.intensity_skip is not None:
+            pooled += self.intensity_skip.out_channels
+        self.pooled_channels = pooled  # C' of embed_organs, the image projection's input
         self.text_encoder = TEXT_ENCODERS.build(text_encoder)
         projection = dict(projection or {})
         self.image_proj = MODELS.build(dict(type='ProjectionHead', in_channels=pooled,
@@ -114,6 +122,21 @@ class CTGLIP(BaseModel):
         """Organ (or global) embeddings ``B x K x C`` and validity ``B x K``."""
         labels = torch.stack([s.organ_label for s in data_samples]).to(feats.device)
         return (pooler or self.pooler)(feats, labels)
+
+    def embed_organs(self, inputs, data_samples, pooler=None):
+        """Pooled organ (or global) features before the projection, ``B x K x C'``, and
+        validity ``B x K``: the backbone's map pooled by ``pooler`` (default: the training
+        pooler), with the intensity skip's statistics appended when the model has one."""
+        pooler = pooler or self.pooler
+        embeds, valid = self.pool(self.extract_feat(inputs), data_samples, pooler)
+        if self.intensity_skip is None:
+            return embeds, valid
+        labels = torch.stack([s.organ_label for s in data_samples]).to(inputs.device)
+        if self.is_global(pooler):  # the whole study's labelled voxels as one region
+            stats = self.intensity_skip(inputs, (labels > 0).long(), 1)
+        else:
+            stats = self.intensity_skip(inputs, labels, embeds.shape[1])
+        return torch.cat([embeds, stats.to(embeds.dtype)], dim=-1), valid
 
     def encode_text(self, texts):
         """N texts -> ``N x D`` L2-normalised embeddings."""
@@ -165,7 +188,7 @@ class CTGLIP(BaseModel):
             dict: ``loss_<term>`` (summed into the training loss), ``acc_<term>``,
             ``temperature`` and ``num_rows``.
         """
-        embeds, valid = self.pool(self.extract_feat(inputs), data_samples)
+        embeds, valid = self.embed_organs(inputs, data_samples)
         global_pool = self.is_global()
         rows = [(b, None if global_pool else self.organ_vocab[k])
                 for b, k in torch.nonzero(valid).tolist()]
@@ -198,12 +221,11 @@ class CTGLIP(BaseModel):
         (K x K, scaled similarity of organ row k to organ class prompt j), ``abn_scores``
         ({organ: {abnormality: P(positive)}}).
         """
-        feats = self.extract_feat(inputs)
         pooler = self.test_pooler or self.pooler
         if self.is_global(pooler):
             raise ConfigError('predict needs organ embeddings: set model.test_pooler='
                               "dict(type='OrganMaskPooler') for a global-pooled model.")
-        embeds, valid = self.pool(feats, data_samples, pooler)
+        embeds, valid = self.embed_organs(inputs, data_samples, pooler)
         organ_embeds = F.normalize(self.image_proj(embeds).float(), dim=-1)  # B x K x D
         scale = self.scale()
         class_embeds = self._organ_class_embeds()  # K x D

@@ -90,7 +90,7 @@ def test_gather_wiring_matches_a_single_process_batch(tiny_bert, batch, monkeypa
     inputs_a, samples_a = data['inputs'][:half], data['data_samples'][:half]
     inputs_b, samples_b = data['inputs'][half:], data['data_samples'][half:]
     with torch.no_grad():
-        emb_b, valid_b = model.pool(model.extract_feat(inputs_b), samples_b)
+        emb_b, valid_b = model.embed_organs(inputs_b, samples_b)
         emb_b = torch.nn.functional.normalize(model.image_proj(emb_b[valid_b]), dim=-1)
     rows_b = [(b + half, model.organ_vocab[k]) for b, k in torch.nonzero(valid_b).tolist()]
     studies_b = [module._study(s) for s in samples_b]

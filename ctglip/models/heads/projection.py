@@ -13,10 +13,16 @@ class ProjectionHead(nn.Module):
         in_channels: input features.
         out_channels: embedding size.
         kind: ``linear`` or ``mlp``.
+        norm: ``None`` or ``'layernorm'``: normalise the input features first, so that
+            features of different scale (a learned map and raw-intensity statistics) start on
+            an equal footing and the projection's learning rate suits them all.
     """
 
-    def __init__(self, in_channels, out_channels=256, kind='linear'):
+    def __init__(self, in_channels, out_channels=256, kind='linear', norm=None):
         super().__init__()
+        if norm not in (None, 'layernorm'):
+            raise ConfigError(f"ProjectionHead.norm={norm!r}; use None or 'layernorm'.")
+        self.norm = nn.LayerNorm(in_channels) if norm == 'layernorm' else nn.Identity()
         if kind == 'linear':
             self.net = nn.Linear(in_channels, out_channels)
         elif kind == 'mlp':
@@ -26,4 +32,4 @@ class ProjectionHead(nn.Module):
             raise ConfigError(f"ProjectionHead.kind={kind!r}; use 'linear' or 'mlp'.")
 
     def forward(self, x):
-        return self.net(x)
+        return self.net(self.norm(x))

@@ -3,7 +3,9 @@ from ctglip.models.poolers.attention import AttentionOrganPooler
 from ctglip.models.poolers.base import BaseOrganPooler, OrganCells, organ_cells
 from ctglip.models.poolers.focal import OrganGeMPooler, OrganMeanMaxPooler
 from ctglip.models.poolers.global_pool import GlobalPooler
+from ctglip.models.poolers.intensity import OrganIntensityStats
 from ctglip.models.poolers.organ_mask import OrganMaskPooler
 
 __all__ = ['AttentionOrganPooler', 'BaseOrganPooler', 'GlobalPooler', 'OrganCells',
-           'OrganGeMPooler', 'OrganMaskPooler', 'OrganMeanMaxPooler', 'organ_cells']
+           'OrganGeMPooler', 'OrganIntensityStats', 'OrganMaskPooler', 'OrganMeanMaxPooler',
+           'organ_cells']

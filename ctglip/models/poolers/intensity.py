@@ -1,0 +1,138 @@
+"""Organ intensity statistics at input resolution: a raw-HU skip beside the learned organ pooling.
+
+Many CT findings are density findings that a learned feature map at stride 2 and a masked
+mean dilute: a 7 mm gallstone is one or two bright voxels among hundreds of bile voxels, a
+cyst a few water-density voxels in the liver, emphysema a shift of the lung's histogram,
+steatosis a shift of the liver's mean. The statistics here read them directly from the
+windowed input, per organ and at the label map's resolution, so that the projection can align
+them with the text from the first iteration on, while the backbone learns organ identity and
+shape. The paper's plain model has no such skip (``CTGLIP(intensity_skip=None)``, the default).
+"""
+import torch
+from torch import nn
+
+from ctglip.registry import MODELS
+from ctglip.utils.errors import ConfigError
+
+# HU bin edges: air and emphysema, lung, fat, water (cysts, bile, fluid), soft tissue in
+# steps that separate fatty from normal liver, enhancing tissue, calcium and stones.
+DEFAULT_HU_EDGES = (-950.0, -900.0, -850.0, -700.0, -500.0, -200.0, -50.0, 0.0, 20.0, 40.0,
+                    60.0, 80.0, 100.0, 150.0, 250.0, 500.0)
+# Edges relative to the mean of the organ's interior: lesions darker or brighter than their
+# organ whatever the contrast phase.
+DEFAULT_RELATIVE_EDGES = (-150.0, -80.0, -40.0, 40.0, 80.0, 150.0, 400.0)
+
+
+@MODELS.register_module()
+class OrganIntensityStats(nn.Module):
+    """Per-organ statistics of the windowed CT at input resolution (no parameters).
+
+    For each organ of the label map: the voxel count, the mean and spread of its HU, and
+    log-counts of its voxels in fixed HU bins, over the whole organ and over its interior (the
+    voxels whose six neighbours carry the same label, away from partial volume with the
+    neighbouring tissue), plus log-counts of interior voxels in bins relative to the interior
+    mean. Counts enter as ``log1p(count) / log1p(reference)`` and HU as ``HU / 500``, so every
+    feature is of order one.
+
+    Args:
+        window (tuple[float, float]): the HU window that the pipeline mapped to [0, 1] in
+            input channel ``channel`` (``ScaleIntensityRanged``'s ``a_min``, ``a_max``).
+        channel (int): the input channel to read (0: the wide window of ``MultiWindowd``).
+        hu_edges (tuple[float]): absolute HU bin edges.
+        relative_edges (tuple[float]): bin edges relative to the interior mean (HU).
+        reference_count (float): the voxel count that maps to 1.0 (an organ of 32^3 voxels).
+
+    Shapes:
+        ``inputs`` ``B x C x D x H x W`` float in [0, 1], ``organ_label`` ``B x D x H x W``
+        long in ``0..K`` -> ``B x K x out_channels`` float32 (zeros for absent organs).
+    """
+
+    def __init__(self, window=(-1000.0, 1000.0), channel=0, hu_edges=DEFAULT_HU_EDGES,
+                 relative_edges=DEFAULT_RELATIVE_EDGES, reference_count=32768.0):
+        super().__init__()
+        low, high = (float(w) for w in window)
+        if not high > low:
+            raise ConfigError(f'OrganIntensityStats: window={window!r} must be (low, high) HU '
+                              'with high > low, as in the pipeline\'s ScaleIntensityRanged.')
+        for name, edges in (('hu_edges', hu_edges), ('relative_edges', relative_edges)):
+            if list(edges) != sorted(edges) or len(set(edges)) != len(edges):
+                raise ConfigError(f'OrganIntensityStats: {name} must increase strictly, got '
+                                  f'{edges!r}.')
+        self.window = (low, high)
+        self.channel = int(channel)
+        self.register_buffer('hu_edges', torch.tensor(hu_edges, dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer('relative_edges',
+                             torch.tensor(relative_edges, dtype=torch.float32), persistent=False)
+        self.log_reference = float(torch.log1p(torch.tensor(float(reference_count))))
+
+    @property
+    def out_channels(self):
+        """Number of statistics per organ."""
+        absolute = len(self.hu_edges) + 1
+        return 2 * (absolute + 3) + len(self.relative_edges) + 1
+
+    def forward(self, inputs, organ_label, num_organs):
+        """Statistics of every organ; see the class docstring."""
+        if inputs.dim() != 5 or inputs.shape[1] <= self.channel:
+            raise ValueError(f'OrganIntensityStats expects inputs B x C x D x H x W with at least '
+                             f'{self.channel + 1} channel(s), got shape {tuple(inputs.shape)}.')
+        if organ_label.dim() == 5:
+            organ_label = organ_label[:, 0]
+        if organ_label.shape != inputs.shape[:1] + inputs.shape[2:]:
+            raise ValueError(f'OrganIntensityStats: organ_label {tuple(organ_label.shape)} and '
+                             f'inputs {tuple(inputs.shape)} differ in batch or spatial size.')
+        low, high = self.window
+        hu = inputs[:, self.channel].float() * (high - low) + low
+        label = organ_label.long()
+        interior = _interior(label)
+        num_segments = label.shape[0] * num_organs
+        batch = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1, 1)
+        segment = (batch * num_organs + label - 1).expand_as(label)
+
+        feats = []
+        whole_mean = None
+        for region in (label > 0, interior):
+            seg, values = segment[region], hu[region]
+            count = _segment_sum(seg, torch.ones_like(values), num_segments)
+            mean = _segment_sum(seg, values, num_segments) / count.clamp(min=1)
+            var = _segment_sum(seg, (values - mean[seg]) ** 2, num_segments) / count.clamp(min=1)
+            bins = torch.bucketize(values, self.hu_edges)
+            hist = _segment_hist(seg, bins, len(self.hu_edges) + 1, num_segments)
+            feats += [self._log_count(count)[:, None], (mean / 500.0)[:, None],
+                      (var.sqrt() / 500.0)[:, None], self._log_count(hist)]
+            if whole_mean is None:
+                whole_mean = mean
+        # relative to the interior mean (the whole organ's where it has no interior)
+        seg, values = segment[interior], hu[interior]
+        centre = torch.where(count > 0, mean, whole_mean)
+        bins = torch.bucketize(values - centre[seg], self.relative_edges)
+        feats.append(self._log_count(
+            _segment_hist(seg, bins, len(self.relative_edges) + 1, num_segments)))
+        return torch.cat(feats, dim=1).view(label.shape[0], num_organs, -1)
+
+    def _log_count(self, count):
+        return torch.log1p(count) / self.log_reference
+
+
+def _segment_sum(segment, values, num_segments):
+    return values.new_zeros(num_segments).index_add_(0, segment, values)
+
+
+def _segment_hist(segment, bins, num_bins, num_segments):
+    flat = torch.bincount(segment * num_bins + bins, minlength=num_segments * num_bins)
+    return flat.view(num_segments, num_bins).float()
+
+
+def _interior(label):
+    """Voxels of an organ whose six face neighbours carry the same label (``B x D x H x W``).
+
+    The edge of the volume is not an organ boundary (a crop cuts the organ, no partial volume
+    there), so voxels on it count as interior when their neighbours inside do."""
+    same = label > 0
+    padded = nn.functional.pad(label[:, None].float(), (1, 1, 1, 1, 1, 1), mode='replicate')
+    padded = padded[:, 0].long()
+    d, h, w = label.shape[1:]
+    for dz, dy, dx in ((0, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 1), (1, 1, 0), (1, 1, 2)):
+        same &= padded[:, dz:dz + d, dy:dy + h, dx:dx + w] == label
+    return same
