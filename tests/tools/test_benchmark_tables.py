@@ -1,9 +1,11 @@
 """The table-making parts of tools/benchmarks (the training runs themselves are benchmarks)."""
+import json
 import os.path as osp
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -39,11 +41,39 @@ def test_zeroshot_command_names_every_option_that_changes_results():
 
 def test_zeroshot_table_rows_and_intervals():
     args = zeroshot_table.parse_args(['--families', 'mit'])
-    text = zeroshot_table.table({('mit', 'ctglip', 'CT-GLIP'): fake_metrics(0.6)}, args)
+    text = zeroshot_table.table({('mit', 'ctglip', 'CT-GLIP'): [fake_metrics(0.6)]}, args)
     row = [line for line in text.splitlines() if '| CT-GLIP |' in line]
     assert row[0].startswith('| mit | CT-GLIP | 80.0 | 95.0 | 30.0 | n/a | n/a | 60.0 (50-70) |')
     assert '| mit | CT-GLIP | 61.0 |' in text  # per-group AUC row
     assert zeroshot_table.command(args) in text
+
+
+def test_zeroshot_table_with_seeds_and_claims():
+    args = zeroshot_table.parse_args(['--families', 'nnunet', '--seeds', '0', '1', '2'])
+    assert zeroshot_table.command(args).endswith('--families nnunet --seeds 0 1 2')
+
+    def runs(auc, f1):
+        out = []
+        for d in (-0.01, 0.0, 0.01):
+            m = fake_metrics(auc + d)
+            m['zeroshot/abn_f1'] = f1 + d
+            out.append(m)
+        return out
+    results = {('nnunet', 'clip', 'vanilla CLIP (report)'): runs(0.5, 0.10),
+               ('nnunet', 'clip-findings', 'vanilla CLIP (findings)'): runs(0.55, 0.12),
+               ('nnunet', 'anatomy', 'anatomy only'): runs(0.6, 0.15),
+               ('nnunet', 'ctglip-nodict', 'CT-GLIP w/o dictionary'): runs(0.7, 0.2),
+               ('nnunet', 'ctglip', 'CT-GLIP'): runs(0.8, 0.3)}
+    text = zeroshot_table.table(results, args)
+    assert '| nnunet | CT-GLIP | 80.0 (80.0-80.0) | 95.0 (95.0-95.0) | 30.0 (29.0-31.0) |' in text
+    assert 'mean (min-max) over seeds 0, 1, 2' in text
+    assert '| nnunet | CT-GLIP | 79.0 (69-89) | 29.0 |' in text  # seed 0 with its interval
+    assert 'order (CT-GLIP > w/o dictionary > anatomy only > CLIP) holds' in text
+    assert 'CT-GLIP - CLIP = +18.0 F1 points' in text
+    # intervals 70-90 vs CLIP rows up to 66: above in all three seeds
+    assert 'above the intervals of both CLIP rows in 3 of 3 seed(s)' in text
+    results[('nnunet', 'anatomy', 'anatomy only')] = runs(0.6, 0.25)
+    assert 'does not hold' in zeroshot_table.table(results, args)
 
 
 def recorded_metrics(auc, device, date, val_calibrated=1.0, skipped=0):
@@ -59,7 +89,7 @@ def recorded_metrics(auc, device, date, val_calibrated=1.0, skipped=0):
 def test_zeroshot_caption_states_what_the_runs_recorded():
     args = zeroshot_table.parse_args(['--families', 'mit'])
     one = {('mit', 'ctglip', 'CT-GLIP'):
-           recorded_metrics(0.6, 'NVIDIA H200 GPU', '2031-02-03T10:00:00+00:00')}
+           [recorded_metrics(0.6, 'NVIDIA H200 GPU', '2031-02-03T10:00:00+00:00')]}
     caption = zeroshot_table.table(one, args).splitlines()[0]
     assert 'measured 2031-02-03 on NVIDIA H200 GPU, with `python' in caption
     assert 'bootstrap 90% intervals' in caption
@@ -67,9 +97,9 @@ def test_zeroshot_caption_states_what_the_runs_recorded():
     assert 'CPU' not in caption and 'skipped' not in caption
 
     two = dict(one)
-    two[('mit', 'clip', 'vanilla CLIP (report)')] = recorded_metrics(
+    two[('mit', 'clip', 'vanilla CLIP (report)')] = [recorded_metrics(
         0.5, 'x86_64 CPU (2 cores)', '2031-02-01T23:00:00+00:00', val_calibrated=0.0,
-        skipped=250)
+        skipped=250)]
     caption = zeroshot_table.caption(two, args)
     assert 'measured 2031-02-01 to 2031-02-03 on NVIDIA H200 GPU and x86_64 CPU (2 cores)' \
         in caption
@@ -79,7 +109,7 @@ def test_zeroshot_caption_states_what_the_runs_recorded():
     assert 'more than 10% were in: mit vanilla CLIP (report) (250 of 1000)' in caption
 
     # metrics reused from before the runs were recorded are called out, not papered over
-    old = {('mit', 'ctglip', 'CT-GLIP'): fake_metrics(0.6)}
+    old = {('mit', 'ctglip', 'CT-GLIP'): [fake_metrics(0.6)]}
     caption = zeroshot_table.caption(old, args)
     assert 'measured on an unrecorded date and device (1 of 1 runs reused metrics' in caption
     assert 'thresholds of unrecorded source' in caption
@@ -214,3 +244,58 @@ def test_prompt_agreement_reads_finding_texts_of_abnormal_organs(tmp_path):
         ('kidney', 'kidney stone'): [('kidney_left', 'Left renal stone.')]}
     with pytest.raises(SystemExit, match='holds no manifest.jsonl'):
         prompt_agreement.main([str(tmp_path / 'missing')])
+
+
+def test_supervised_head_is_standardised_and_has_its_own_learning_rate(tiny_data, tmp_path,
+                                                                       monkeypatch):
+    head = abnormality_supervised.supervised_head(3, 2)
+    x = torch.randn(64, 3) * 100 + 40
+    head.train()
+    assert torch.allclose(head[0](x).mean(0), torch.zeros(3), atol=1e-4)  # standardised
+    groups = {}
+    from mmengine import optim as mm_optim
+    real_build = mm_optim.build_optim_wrapper
+
+    def spy(model, cfg):
+        wrapper = real_build(model, cfg)
+        for g in wrapper.optimizer.param_groups:
+            groups[id(g['params'][0])] = (g['lr'], g['weight_decay'])
+        return wrapper
+    monkeypatch.setattr(abnormality_supervised, 'build_optim_wrapper', spy, raising=False)
+    import mmengine.optim
+    monkeypatch.setattr(mmengine.optim, 'build_optim_wrapper', spy)
+    out = tmp_path / 'summary.json'
+    summary = abnormality_supervised.main(
+        [osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'), '--data-root', tiny_data,
+         '--iters', '2', '--head-lr', '0.05', '--device', 'cpu', '--json', str(out)],
+        overrides={'model': dict(backbone=dict(_delete_=True, type='IdentityBackbone'),
+                                 intensity_skip=dict(type='OrganIntensityStats'))})
+    # the identity backbone has no parameters: the pooler has none either, so every group is
+    # the head's, at the head's learning rate without weight decay
+    assert groups and all(wd == 0.0 for _, wd in groups.values())
+    assert any(abs(lr - 0.05) < 1e-9 for lr, _ in groups.values())
+    assert json.loads(out.read_text())['test']['auc'].keys() == summary['test']['auc'].keys()
+    assert summary['train_studies_seen'] == 2 * 2
+
+
+def test_ladder_runs_rungs_and_writes_the_docs_table(tiny_data, tmp_path, monkeypatch):
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+    import abnormality_ladder
+    monkeypatch.setitem(abnormality_ladder.RUNGS, 'oracle-stats', (
+        'stats + LR', 'oracle', 'configs/tests/tiny_ctglip.py', 'stats'))
+    monkeypatch.setitem(abnormality_ladder.RUNGS, 'identity-skip', (
+        'identity + skip', 'supervised', 'configs/tests/tiny_ctglip.py',
+        abnormality_ladder.RUNGS['identity-skip'][3]))
+    doc = tmp_path / 'doc.md'
+    doc.write_text('a\n<!-- ladder-table:start -->\nold\n<!-- ladder-table:end -->\nb\n')
+    monkeypatch.setattr(abnormality_ladder, 'DOC', str(doc))
+    try:
+        abnormality_ladder.main(['--data-root', tiny_data, '--iters', '2', '--rungs',
+                                 'oracle-stats', 'identity-skip', '--out-dir',
+                                 str(tmp_path / 'out'), '--device', 'cpu', '--update-docs'])
+    except ValueError as e:  # the tiny set may lack both classes for every abnormality
+        pytest.skip(f'tiny data has no evaluable abnormality: {e}')
+    text = doc.read_text()
+    assert 'old' not in text and '| identity-skip | identity + skip |' in text
+    assert (tmp_path / 'out' / 'identity-skip.json').is_file()
+    assert '--rungs oracle-stats identity-skip' in text

@@ -10,6 +10,10 @@ and scored on the test split, gives the AUC that these few features reach. No ne
 
 It answers one question: when zero-shot abnormality detection is near chance, is the signal
 already gone from the input (resolution, window, crop) or does the model fail to pick it up?
+
+``--features stats`` uses the statistics of ``OrganIntensityStats`` instead (HU histograms of
+the organ and its interior, counts, mean and spread), the same numbers that the model's
+raw-intensity skip appends to the pooled features; ``both`` concatenates the two sets.
 """
 import argparse
 import os.path as osp
@@ -28,18 +32,25 @@ def organ_features(values):
     return [values.mean(), values.std(), *p, values.min(), values.max(), np.log(values.size)]
 
 
-def units(dataset):
+def units(dataset, features='simple', window=(-1000.0, 1000.0)):
     """(abnormality, organ, features, label) for every evaluable organ of every study."""
+    import torch
+    from tqdm import tqdm
+
     from ctglip.datasets.organs import ABNORMALITIES, organ_group
-    from ctglip.datasets.organs import organ_vocabulary
+    from ctglip.models.poolers.intensity import OrganIntensityStats
     names = dataset.organ_vocab
+    skip = OrganIntensityStats(window=window)
     out = []
-    for i in range(len(dataset)):
+    for i in tqdm(range(len(dataset)), desc=f'{dataset.split} split', unit='study'):
         item = dataset[i]
         image = item['inputs'][0].numpy()
         sample = item['data_samples']
         label = sample.organ_label.numpy()
         truth = sample.get('abnormalities') or {}
+        if features != 'simple':
+            stats = skip(item['inputs'][None].float(), sample.organ_label[None].long(),
+                         len(names))[0].numpy()
         for k in np.unique(label):
             if k == 0:
                 continue
@@ -50,7 +61,9 @@ def units(dataset):
             values = image[label == k]
             if values.size < 2:
                 continue
-            feats = organ_features(values)
+            feats = [] if features == 'stats' else organ_features(values)
+            if features != 'simple':
+                feats = feats + list(stats[int(k) - 1])
             for abnormality in ABNORMALITIES[group]:
                 out.append((abnormality, organ, feats, abnormality in truth.get(organ, [])))
     return out
@@ -62,6 +75,9 @@ def main(argv=None):
     parser.add_argument('--data-root')
     parser.add_argument('--no-crop', action='store_true',
                         help='drop the centre crop of the test pipeline (whole study)')
+    parser.add_argument('--features', choices=['simple', 'stats', 'both'], default='simple',
+                        help='simple statistics (default), OrganIntensityStats, or both')
+    parser.add_argument('--json', help='write the per-abnormality AUCs here')
     args = parser.parse_args(argv)
     from mmengine.config import Config
     from sklearn.linear_model import LogisticRegression
@@ -81,11 +97,11 @@ def main(argv=None):
             ds_cfg.pipeline = [t for t in ds_cfg.pipeline if t['type'] != 'CenterPadCrop']
         if args.data_root:
             ds_cfg.data_root, ds_cfg.phantom = args.data_root, None
-        data[split] = units(DATASETS.build(ds_cfg))
-    print(f'input of {osp.basename(args.config)}: features {", ".join(FEATURES)}\n')
+        data[split] = units(DATASETS.build(ds_cfg), args.features, hu_window(cfg))
+    print(f'input of {osp.basename(args.config)}: features {args.features}\n')
     print('| abnormality | train units (pos) | test units (pos) | oracle AUC |')
     print('|---|---:|---:|---:|')
-    aucs = []
+    aucs, table = [], {}
     for abnormality in all_abnormalities():
         tr = [u for u in data['train'] if u[0] == abnormality]
         te = [u for u in data['test'] if u[0] == abnormality]
@@ -99,9 +115,30 @@ def main(argv=None):
         clf.fit(np.array([u[2] for u in tr]), ytr)
         auc = roc_auc_score(yte, clf.decision_function(np.array([u[2] for u in te])))
         aucs.append(auc)
+        table[abnormality] = float(auc)
         print(f'| {abnormality} | {len(ytr)} ({ytr.sum()}) | {len(yte)} ({yte.sum()}) '
               f'| {auc:.3f} |')
     print(f'\nmean oracle AUC {np.mean(aucs):.3f} over {len(aucs)} abnormalities')
+    summary = dict(config=args.config, features=args.features, mean_auc=float(np.mean(aucs)),
+                   test=dict(mean_auc=float(np.mean(aucs)), auc=table))
+    if args.json:
+        import json
+        with open(args.json, 'w') as f:
+            json.dump(summary, f, indent=1)
+    return summary
+
+
+def hu_window(cfg):
+    """The (a_min, a_max) HU window of the config's ScaleIntensityRanged (or the default)."""
+    def walk(transforms):
+        for t in transforms:
+            if t.get('type') == 'ScaleIntensityRanged':
+                return (float(t['a_min']), float(t['a_max']))
+            found = walk(t.get('transforms', []))
+            if found:
+                return found
+        return None
+    return walk(cfg.test_dataloader.dataset.pipeline) or (-1000.0, 1000.0)
 
 
 if __name__ == '__main__':

@@ -14,6 +14,15 @@ It separates two causes of near-chance zero-shot abnormality detection: a superv
 chance means the encoder cannot learn the findings at this budget (more iterations, resolution
 or a different pooler are needed); a high supervised AUC puts the fault on the contrastive
 objective or the prompts.
+
+The head is conditioned so that it converges within the budget whatever the scale of the
+pooled features: they are standardised (a BatchNorm without affine parameters, running
+statistics at test) and the head has its own learning rate without weight decay
+(``--head-lr``, default 1e-2), while the encoder keeps the config's optimiser. With the
+config's small learning rate and weight decay a plain linear head hardly leaves its random
+initialisation in a few hundred iterations, and its AUCs then carry the sign of the initial
+weights. ``--cfg-options`` edits the config as in ``tools/train.py`` (the ladder of
+``tools/analysis_tools/abnormality_ladder.py`` swaps backbones and poolers with it).
 """
 import argparse
 import os.path as osp
@@ -49,7 +58,9 @@ def label_rows(samples, organ_vocab, valid, names, index):
     return rows, torch.stack(targets), torch.stack(masks)
 
 
-def main(argv=None):
+def main(argv=None, overrides=None):
+    """Run the harness; ``overrides`` is a dict merged into the config after ``--cfg-options``
+    (``_delete_`` honoured), as the ladder uses it. Returns the summary that ``--json`` writes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--iters', type=int, help='training iterations (default: the config\'s)')
@@ -60,6 +71,13 @@ def main(argv=None):
                         help='splits to report AUC on, with the test pipeline (train next to '
                              'test tells under-fitting from over-fitting)')
     parser.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
+    parser.add_argument('--head-lr', type=float, default=1e-2,
+                        help='learning rate of the head (no weight decay; default 1e-2)')
+    parser.add_argument('--head-norm', choices=['batch', 'none'], default='batch',
+                        help='standardise pooled features before the head (default batch)')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='config overrides, as in tools/train.py')
+    parser.add_argument('--json', help='write the per-abnormality AUCs and timing here')
     args = parser.parse_args(argv)
     import torch
     import torch.nn as nn
@@ -76,16 +94,24 @@ def main(argv=None):
     from ctglip.utils.cli import load_config
     torch.manual_seed(args.seed)
     # --iters moves the end of the config's iteration schedulers, as in tools/train.py
-    cfg = load_config(args.config, [f'train_cfg.max_iters={args.iters}'] if args.iters else [])
+    cfg = load_config(args.config, list(args.cfg_options)
+                      + ([f'train_cfg.max_iters={args.iters}'] if args.iters else []))
+    if overrides:
+        cfg.merge_from_dict(overrides)
     model = MODELS.build(cfg.model)
     names = list(all_abnormalities())
     index = {a: i for i, a in enumerate(names)}
-    head = nn.Linear(model.pooler.out_channels(model.backbone.out_channels), len(names))
+    head = supervised_head(model.pooled_channels, len(names), args.head_norm)
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model.to(device)  # the data preprocessor moves each batch to the model's device
     head.to(device)
-    trained = nn.ModuleList([model.backbone, model.pooler, head])
-    optim_wrapper = build_optim_wrapper(trained, cfg.optim_wrapper)  # optimiser, clipping
+    trained = nn.ModuleDict(dict(backbone=model.backbone, pooler=model.pooler,
+                                 abnormality_head=head))
+    optim_cfg = cfg.optim_wrapper.copy()  # the config's optimiser and clipping for the encoder
+    base_lr = optim_cfg.optimizer.lr
+    optim_cfg.paramwise_cfg = dict(custom_keys={'abnormality_head': dict(
+        lr_mult=args.head_lr / base_lr, decay_mult=0.0)})
+    optim_wrapper = build_optim_wrapper(trained, optim_cfg)
     schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim_wrapper))
                   for s in cfg.param_scheduler]
     iters = cfg.train_cfg.max_iters
@@ -120,8 +146,7 @@ def main(argv=None):
     while it < iters:
         for batch in loader:
             data = model.data_preprocessor(batch, True)
-            feats = model.extract_feat(data['inputs'])
-            embeds, valid = model.pool(feats, data['data_samples'])
+            embeds, valid = model.embed_organs(data['inputs'], data['data_samples'])
             rows, targets, masks = label_rows(data['data_samples'], model.organ_vocab, valid,
                                               names, index)
             if rows:
@@ -158,10 +183,31 @@ def main(argv=None):
             y, auc = results[split][j]
             cells += [f'{len(y)} ({int(y.sum())})', 'n/a' if auc is None else f'{auc:.3f}']
         print(f'| {a} | ' + ' | '.join(cells) + ' |')
+    summary = dict(config=args.config, iters=iters, train_minutes=train_s / 60,
+                   device=device.type, cfg_options=list(args.cfg_options),
+                   head_lr=args.head_lr, head_norm=args.head_norm,
+                   train_studies_seen=iters * cfg.train_dataloader.batch_size,
+                   train_studies=n_train)
     for split in args.splits:
         aucs = [auc for _, auc in results[split] if auc is not None]
         mean = f'{np.mean(aucs):.3f}' if aucs else 'n/a (no abnormality with both classes)'
         print(f'mean supervised {split} AUC {mean} over {len(aucs)} abnormalities')
+        summary[split] = dict(mean_auc=float(np.mean(aucs)) if aucs else None,
+                              auc={a: auc for a, (_, auc) in zip(names, results[split])},
+                              positives={a: int(y.sum()) for a, (y, _) in
+                                         zip(names, results[split])})
+    if args.json:
+        import json
+        with open(args.json, 'w') as f:
+            json.dump(summary, f, indent=1)
+    return summary
+
+
+def supervised_head(in_channels, num_outputs, norm='batch'):
+    """Standardisation (optional) and a linear layer: pooled organ features -> logits."""
+    import torch.nn as nn
+    layers = [nn.BatchNorm1d(in_channels, affine=False)] if norm == 'batch' else []
+    return nn.Sequential(*layers, nn.Linear(in_channels, num_outputs))
 
 
 def evaluate(model, head, ds, names, index):
@@ -175,7 +221,7 @@ def evaluate(model, head, ds, names, index):
         for start in tqdm(range(0, len(ds), 2), desc=f'{ds.split} split', unit='batch'):
             items = [ds[i] for i in range(start, min(start + 2, len(ds)))]
             data = model.data_preprocessor(pseudo_collate(items), False)
-            embeds, valid = model.pool(model.extract_feat(data['inputs']), data['data_samples'])
+            embeds, valid = model.embed_organs(data['inputs'], data['data_samples'])
             rows, targets, masks = label_rows(data['data_samples'], model.organ_vocab, valid,
                                               names, index)
             if not rows:

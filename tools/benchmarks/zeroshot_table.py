@@ -10,11 +10,14 @@ per family (copied to ``docs/zeroshot_radar_<family>.png`` with ``--update-readm
     python tools/benchmarks/zeroshot_table.py --families mit [--out work_dirs/zeroshot_table]
         [--max-iters N] [--update-readme]
 
-The benchmark data is a larger phantom set than the main command's (600 studies, seed 1, in
-``data/phantom_bench``, generated on first use): the 200-study default leaves 1-5 positive
-organs per abnormality in its test split, too few for an AUC to mean anything. ``--max-iters``
-sets every schedule to N iterations the same way (the table says so). Runs that already have
-metrics in ``--out`` are reused unless ``--force``. Validation-split metrics (the split the
+The benchmark data is the benchmark phantom profile (``data/phantom_benchmark``: 2,400
+studies, seed 3, 5 mm voxels, ``make_phantoms.py --profile benchmark``, generated on first
+use): every finding has a signature at 5 mm and a prevalence like real report datasets, and
+its test split has 34-213 positive organs per abnormality. ``--max-iters`` sets every schedule
+to N iterations the same way (the table says so). ``--seeds`` trains every row once per seed
+(``randomness.seed``); the table gives the mean and the spread (min-max) over seeds, and a
+second table each seed's AUC with its bootstrap interval. Runs that already have metrics in
+``--out`` are reused unless ``--force``. Validation-split metrics (the split the
 thresholds are chosen on) are kept in each run's ``val_calibration/val_metrics.json``: compare
 design choices there, not on test.
 
@@ -37,7 +40,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VARIANTS = (('clip', 'vanilla CLIP (report)'), ('clip-findings', 'vanilla CLIP (findings)'),
             ('anatomy', 'anatomy only'),
             ('ctglip-nodict', 'CT-GLIP w/o dictionary'), ('ctglip', 'CT-GLIP'))
-BENCH_DATA = osp.join('data', 'phantom_bench')
+BENCH_DATA = osp.join('data', 'phantom_benchmark')
+BENCH_PHANTOM = dict(num_cases=2400, seed=3, spacing=5.0, profile='benchmark')
 GROUPS = ('liver', 'gallbladder', 'spleen', 'pancreas', 'kidney', 'lung', 'adrenal_gland')
 THRESHOLD_SOURCES = {'val': 'chosen on the validation split of the same run',
                      'self': 'chosen on the test split itself (optimistic)',
@@ -53,9 +57,8 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', default=BENCH_DATA,
                         help=f'manifest folder (default {BENCH_DATA}: the benchmark phantom set, '
                         'generated when it holds no manifest)')
-    parser.add_argument('--phantom-cases', type=int, default=600,
-                        help='studies of the benchmark phantom set when it is generated')
-    parser.add_argument('--phantom-seed', type=int, default=1)
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0],
+                        help='train every row once per seed (default: 0)')
     parser.add_argument('--max-iters', type=int, help='shorten every schedule to N iterations')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra overrides for every run')
@@ -74,9 +77,9 @@ def ensure_data(args):
                          'at a manifest dataset, or leave it out for the benchmark phantom set.')
     sys.path.insert(0, REPO)
     from ctglip.datasets.phantom import make_phantom_dataset
-    print(f'generating the benchmark phantom set ({args.phantom_cases} studies, seed '
-          f'{args.phantom_seed}) in {args.data_root} ...', flush=True)
-    make_phantom_dataset(root, num_cases=args.phantom_cases, seed=args.phantom_seed)
+    print(f'generating the benchmark phantom set ({BENCH_PHANTOM}) in {args.data_root} ...',
+          flush=True)
+    make_phantom_dataset(root, **BENCH_PHANTOM)
 
 
 def command(args):
@@ -86,9 +89,8 @@ def command(args):
         parts += ['--variants', *args.variants]
     if args.data_root != BENCH_DATA:
         parts += ['--data-root', args.data_root]
-    elif (args.phantom_cases, args.phantom_seed) != (600, 1):
-        parts += ['--phantom-cases', str(args.phantom_cases), '--phantom-seed',
-                  str(args.phantom_seed)]
+    if list(args.seeds) != [0]:
+        parts += ['--seeds', *map(str, args.seeds)]
     if args.max_iters:
         parts += ['--max-iters', str(args.max_iters)]
     if args.cfg_options:
@@ -105,9 +107,9 @@ def run(cmd, log):
         raise SystemExit(f'command failed ({proc.returncode}), see {log}: {" ".join(cmd)}')
 
 
-def train_and_test(family, variant, args):
+def train_and_test(family, variant, args, seed=0):
     config = f'configs/ctglip/{variant}_{family}_104organ.py'
-    work = osp.join(args.out, f'{variant}_{family}')
+    work = osp.join(args.out, f'{variant}_{family}' + (f'_seed{seed}' if seed else ''))
     metrics_file = osp.join(work, 'metrics.json')
     if osp.isfile(metrics_file) and not args.force:
         with open(metrics_file) as f:
@@ -115,7 +117,7 @@ def train_and_test(family, variant, args):
     os.makedirs(work, exist_ok=True)
     log = osp.join(work, 'benchmark.log')
     common = ['--work-dir', work, '--data-root', args.data_root]
-    options = list(args.cfg_options)
+    options = list(args.cfg_options) + [f'randomness.seed={seed}']
     if args.max_iters:
         options.append(f'train_cfg.max_iters={args.max_iters}')
     t0 = time.time()
@@ -156,6 +158,50 @@ def fmt(metrics, key, ci=False):
     return text
 
 
+def fmt_seeds(runs, key, ci=False):
+    """One seed: the value (with its bootstrap interval); several: mean (min-max over seeds)."""
+    if len(runs) == 1:
+        return fmt(runs[0], key, ci)
+    values = [m[key] for m in runs if m.get(key) is not None]
+    if not values:
+        return 'n/a'
+    return (f'{100 * sum(values) / len(values):.1f} '
+            f'({100 * min(values):.1f}-{100 * max(values):.1f})')
+
+
+def mean_of(runs, key):
+    values = [m[key] for m in runs if m.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def claims(results):
+    """Lines on the paper's AD claims per family: F1 order, margin over CLIP, AUC intervals."""
+    lines = []
+    for family in dict.fromkeys(k[0] for k in results):
+        rows = {variant: runs for (fam, variant, _), runs in results.items() if fam == family}
+        f1 = {v: mean_of(r, 'zeroshot/abn_f1') for v, r in rows.items()}
+        clip = [v for v in ('clip', 'clip-findings') if f1.get(v) is not None]
+        order = ['ctglip', 'ctglip-nodict', 'anatomy']
+        if not clip or any(f1.get(v) is None for v in order):
+            continue
+        best_clip = max(clip, key=f1.get)
+        chain = [f1[v] for v in order] + [f1[best_clip]]
+        holds = all(a > b for a, b in zip(chain, chain[1:]))
+        margin = 100 * (f1['ctglip'] - f1[best_clip])
+        text = (f'- {family}: the paper\'s AD F1 order (CT-GLIP > w/o dictionary > anatomy only > '
+                f'CLIP) {"holds" if holds else "does not hold"} in the mean over seeds '
+                f'({" > ".join(f"{100 * v:.1f}" for v in chain)}, CLIP = the better CLIP row); '
+                f'CT-GLIP - CLIP = {margin:+.1f} F1 points (paper: about +15).')
+        full = rows['ctglip']
+        above = [all((m.get('zeroshot/abn_auc_ci_low') or 0) >
+                     max((c.get('zeroshot/abn_auc_ci_high') or 1) for v in clip for c in rows[v])
+                     for m in [run]) for run in full]
+        text += (f' CT-GLIP\'s AD AUC interval lies above the intervals of both CLIP rows in '
+                 f'{sum(above)} of {len(above)} seed(s).')
+        lines.append(text)
+    return lines
+
+
 def threshold_source(metrics, prefix='zeroshot'):
     """Where a run's abnormality thresholds came from: 'val', 'self', 'given' or None.
 
@@ -187,7 +233,9 @@ def caption(results, args):
     """The table's caption, from what the runs recorded (device, date, thresholds, bootstrap)."""
     where = ('the benchmark phantom set' if args.data_root == BENCH_DATA
              else f'`{args.data_root}`')
-    records = [m.get('_run') or {} for m in results.values()]
+    runs = {(family, name, i): m for (family, _, name), seeds in results.items()
+            for i, m in enumerate(seeds)}
+    records = [m.get('_run') or {} for m in runs.values()]
     recorded = [r for r in records if r.get('date') and r.get('device')]
     if recorded:
         devices = dict.fromkeys(r['device'] for r in recorded)
@@ -200,14 +248,15 @@ def caption(results, args):
                      'from before tools/test.py recorded the device and date; rerun them with '
                      '--force)')
     sources = {}
-    for (family, _, name), m in results.items():
+    for (family, name, _), m in runs.items():
         sources.setdefault(threshold_source(m), []).append(f'{family} {name}')
     if len(sources) == 1:
         thresholds = f'thresholds {THRESHOLD_SOURCES[next(iter(sources))]}'
     else:
         thresholds = 'thresholds ' + '; '.join(
             f'{THRESHOLD_SOURCES[s]} for {", ".join(runs)}' for s, runs in sources.items())
-    levels = sorted({m['zeroshot/abn_ci_level'] for m in results.values()
+    sources = {k: list(dict.fromkeys(v)) for k, v in sources.items()}
+    levels = sorted({m['zeroshot/abn_ci_level'] for m in runs.values()
                      if m.get('zeroshot/abn_ci_level') is not None})
     interval = (f'bootstrap {" / ".join(f"{100 * lv:g}%" for lv in levels)} intervals'
                 if levels else 'bootstrap intervals (level not recorded)')
@@ -215,18 +264,22 @@ def caption(results, args):
         sys.path.insert(0, REPO)
     from ctglip.evaluation.metrics.zeroshot_abnormality import MAX_SKIPPED_FRACTION
     skipping = [f'{family} {name} ({skipped:.0f} of {total:.0f})'
-                for (family, _, name), m in results.items()
+                for (family, name, _), m in runs.items()
                 for skipped, total in [bootstrap_skipped(m)]
                 if skipped > MAX_SKIPPED_FRACTION * total]
     skipped = (' Bootstrap resamples in which an abnormality has one class absent are skipped; '
                f'more than {100 * MAX_SKIPPED_FRACTION:g}% were in: {", ".join(skipping)}.'
                if skipping else '')
+    seeds = (f' Each row is the mean (min-max) over seeds {", ".join(map(str, args.seeds))}; '
+             'the intervals of each seed are in the second table.'
+             if len(args.seeds) > 1 else '')
     return (f'Zero-shot results on the test split of {where}, {measured}, with '
             f'`{command(args)}`. Percent; abnormality detection (AD) metrics are macro over the '
-            f'evaluable abnormalities with {interval}; {thresholds}.{skipped}')
+            f'evaluable abnormalities with {interval}; {thresholds}.{skipped}{seeds}')
 
 
 def table(results, args):
+    """Markdown: the main table, per-seed AUC intervals (several seeds), per-group AUC, claims."""
     lines = [
         caption(results, args),
         '',
@@ -234,18 +287,35 @@ def table(results, args):
         'train min |',
         '|---|---|---:|---:|---:|---:|---:|---:|---:|',
     ]
-    for (family, variant, name), m in results.items():
+    for (family, variant, name), runs in results.items():
+        minutes = mean_of(runs, '_train_seconds') or 0
         lines.append(
-            f'| {family} | {name} | {fmt(m, "zeroshot/organ_top1")} | '
-            f'{fmt(m, "zeroshot/organ_top5")} | {fmt(m, "zeroshot/abn_f1", True)} | '
-            f'{fmt(m, "zeroshot/abn_ppv", True)} | {fmt(m, "zeroshot/abn_sensitivity", True)} | '
-            f'{fmt(m, "zeroshot/abn_auc", True)} | {m.get("_train_seconds", 0) / 60:.0f} |')
-    lines += ['', 'Per-organ-group AD AUC:', '',
+            f'| {family} | {name} | {fmt_seeds(runs, "zeroshot/organ_top1")} | '
+            f'{fmt_seeds(runs, "zeroshot/organ_top5")} | '
+            f'{fmt_seeds(runs, "zeroshot/abn_f1", True)} | '
+            f'{fmt_seeds(runs, "zeroshot/abn_ppv", True)} | '
+            f'{fmt_seeds(runs, "zeroshot/abn_sensitivity", True)} | '
+            f'{fmt_seeds(runs, "zeroshot/abn_auc", True)} | {minutes / 60:.0f} |')
+    if len(args.seeds) > 1:
+        lines += ['', 'AD AUC and AD F1 of each seed with its bootstrap interval:', '',
+                  '| backbone | model | ' + ' | '.join(f'seed {s} AUC | seed {s} F1'
+                                                      for s in args.seeds) + ' |',
+                  '|---|---|' + '---:|---:|' * len(args.seeds)]
+        for (family, variant, name), runs in results.items():
+            lines.append(f'| {family} | {name} | ' + ' | '.join(
+                f'{fmt(m, "zeroshot/abn_auc", True)} | {fmt(m, "zeroshot/abn_f1", True)}'
+                for m in runs) + ' |')
+    lines += ['', 'Per-organ-group AD AUC' + (' (mean over seeds)' if len(args.seeds) > 1
+                                              else '') + ':', '',
               '| backbone | model | ' + ' | '.join(GROUPS) + ' |',
               '|---|---|' + '---:|' * len(GROUPS)]
-    for (family, variant, name), m in results.items():
+    for (family, variant, name), runs in results.items():
         lines.append(f'| {family} | {name} | '
-                     + ' | '.join(fmt(m, f'zeroshot/abn_auc/{g}') for g in GROUPS) + ' |')
+                     + ' | '.join(fmt_seeds(runs, f'zeroshot/abn_auc/{g}') .split(' (')[0]
+                                  for g in GROUPS) + ' |')
+    found = claims(results)
+    if found:
+        lines += ['', 'The paper\'s abnormality-detection claims, as measured here:', ''] + found
     return '\n'.join(lines)
 
 
@@ -256,8 +326,10 @@ def main(argv=None):
     results = {}
     for family in args.families:
         for variant in args.variants:
-            print(f'[{family}] {variant}: training and testing ...', flush=True)
-            results[(family, variant, names[variant])] = train_and_test(family, variant, args)
+            for seed in args.seeds:
+                print(f'[{family}] {variant} seed {seed}: training and testing ...', flush=True)
+                results.setdefault((family, variant, names[variant]), []).append(
+                    train_and_test(family, variant, args, seed))
     markdown = table(results, args)
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'zeroshot_table.md'), 'w') as f:
@@ -267,9 +339,9 @@ def main(argv=None):
     sys.path.insert(0, REPO)
     from ctglip.visualization.plots import plot_radar
     for family in args.families:
-        radar = {name: {g: m.get(f'zeroshot/abn_auc/{g}') for g in GROUPS
-                        if m.get(f'zeroshot/abn_auc/{g}') is not None}
-                 for (fam, _, name), m in results.items() if fam == family}
+        radar = {name: {g: mean_of(runs, f'zeroshot/abn_auc/{g}') for g in GROUPS
+                        if mean_of(runs, f'zeroshot/abn_auc/{g}') is not None}
+                 for (fam, _, name), runs in results.items() if fam == family}
         plot_radar(radar, path=osp.join(args.out, f'radar_{family}.png'),
                    title=f'Zero-shot AD AUC per organ group ({family})')
     print(markdown)

@@ -1,0 +1,172 @@
+"""The abnormality-learning ladder: from hand-made features to the full encoders, with labels.
+
+    python tools/analysis_tools/abnormality_ladder.py --data-root DIR [--iters N]
+        [--rungs NAME ...] [--out-dir DIR] [--update-docs]
+
+Each rung learns the 16 abnormalities from the same studies, with labels instead of text:
+the first two fit a logistic regression on hand-made organ statistics of the input
+(``tools/benchmarks/abnormality_oracle.py``); the others train a model with the supervised
+harness (``tools/benchmarks/abnormality_supervised.py``: the config's pipeline, batch,
+optimiser and schedule, a standardised linear head with its own learning rate), swapping the
+backbone, the organ pooler and the raw-intensity skip by config. The rung where the test AUC
+drops is where the signal is lost. ``--update-docs`` writes the table into
+``docs/abnormality_diagnosis.md`` between its ladder markers.
+"""
+import argparse
+import datetime
+import json
+import os
+import os.path as osp
+import platform
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+
+NNUNET = 'configs/ctglip/ctglip_nnunet_104organ.py'
+MIT = 'configs/ctglip/ctglip_mit_104organ.py'
+SKIP = dict(type='OrganIntensityStats')
+
+
+def _model(**kwargs):
+    return {'model': kwargs}
+
+
+# name -> (what it is, kind, config, config overrides or oracle features)
+RUNGS = {
+    'oracle-simple': ('hand-made statistics (mean, spread, percentiles, extremes, size) + '
+                      'logistic regression', 'oracle', NNUNET, 'simple'),
+    'oracle-stats': ('OrganIntensityStats (HU histograms of organ and interior) + logistic '
+                     'regression', 'oracle', NNUNET, 'stats'),
+    'identity-mean': ('input as the map, masked mean', 'supervised', NNUNET, _model(
+        backbone=dict(_delete_=True, type='IdentityBackbone'),
+        pooler=dict(_delete_=True, type='OrganMaskPooler'))),
+    'identity-meanmax': ('input as the map, masked mean + max', 'supervised', NNUNET, _model(
+        backbone=dict(_delete_=True, type='IdentityBackbone'),
+        pooler=dict(_delete_=True, type='OrganMeanMaxPooler'))),
+    'identity-skip': ('input as the map, masked mean + intensity skip', 'supervised', NNUNET,
+                      _model(backbone=dict(_delete_=True, type='IdentityBackbone'),
+                             pooler=dict(_delete_=True, type='OrganMaskPooler'),
+                             intensity_skip=SKIP)),
+    'conv2-meanmax': ('2 plain conv layers (16 ch, stride 2), masked mean + max', 'supervised',
+                      NNUNET, _model(backbone=dict(_delete_=True, type='PlainConv3D'),
+                                     pooler=dict(_delete_=True, type='OrganMeanMaxPooler'))),
+    'nnunet': ("nnU-Net small, masked mean (the paper's model)", 'supervised', NNUNET,
+               _model(intensity_skip=None)),
+    'nnunet-skip': ('nnU-Net small, masked mean + intensity skip', 'supervised', NNUNET,
+                    _model(intensity_skip=SKIP)),
+    'mit': ("MiT small, masked mean (the paper's model)", 'supervised', MIT,
+            _model(intensity_skip=None)),
+    'mit-skip': ('MiT small, masked mean + intensity skip', 'supervised', MIT,
+                 _model(intensity_skip=SKIP)),
+}
+DEFAULT_RUNGS = [r for r in RUNGS if not r.startswith('mit')]
+DOC = osp.join(REPO, 'docs', 'abnormality_diagnosis.md')
+MARKERS = ('<!-- ladder-table:start -->', '<!-- ladder-table:end -->')
+
+
+def run_rung(name, args, out_dir):
+    """Run one rung and return its summary (the JSON the harness or oracle writes)."""
+    _, kind, config, extra = RUNGS[name]
+    out = osp.join(out_dir, f'{name}.json')
+    if args.reuse and osp.isfile(out):
+        with open(out) as f:
+            return json.load(f)
+    argv = [osp.join(REPO, config), '--data-root', args.data_root, '--json', out]
+    if kind == 'oracle':
+        import abnormality_oracle
+        summary = abnormality_oracle.main(argv + ['--features', extra])
+    else:
+        import abnormality_supervised
+        argv += ['--iters', str(args.iters), '--seed', str(args.seed)]
+        if args.device:
+            argv += ['--device', args.device]
+        summary = abnormality_supervised.main(argv, overrides=extra)
+    return summary
+
+
+def table(results, args):
+    """Markdown: one row per rung (mean test AUC, train AUC, minutes), then per abnormality."""
+    from ctglip.datasets.organs import all_abnormalities
+    when = datetime.date.today().isoformat()
+    lines = [
+        f'`python tools/analysis_tools/abnormality_ladder.py --data-root {args.data_root} '
+        f'--iters {args.iters} --rungs {" ".join(results)}` ({when}, {platform.machine()} '
+        f'CPU, {os.cpu_count()} cores; device {_device(results)}). Test AUC of each rung with '
+        'labels; supervised rungs train from scratch for the stated iterations at batch 4.',
+        '',
+        '| rung | what | mean test AUC | mean train AUC | train min |',
+        '|---|---|---:|---:|---:|',
+    ]
+    for name, s in results.items():
+        train = (s.get('train') or {}).get('mean_auc')
+        minutes = s.get('train_minutes')
+        lines.append(f'| {name} | {RUNGS[name][0]} | {_pct(s["test"]["mean_auc"])} | '
+                     f'{_pct(train)} | {"-" if minutes is None else f"{minutes:.1f}"} |')
+    lines += ['', '| abnormality | ' + ' | '.join(results) + ' |',
+              '|---|' + '---:|' * len(results)]
+    for a in all_abnormalities():
+        lines.append(f'| {a} | ' + ' | '.join(_pct(s['test']['auc'].get(a))
+                                              for s in results.values()) + ' |')
+    return '\n'.join(lines)
+
+
+def _device(results):
+    devices = {s.get('device') for s in results.values() if s.get('device')}
+    return ', '.join(sorted(devices)) or 'cpu'
+
+
+def _pct(value):
+    return '-' if value is None else f'{100 * value:.1f}'
+
+
+def update_doc(text, path=None):
+    path = path or DOC
+    with open(path) as f:
+        doc = f.read()
+    start, end = MARKERS
+    if start not in doc or end not in doc:
+        raise SystemExit(f'error: {path} has no {start} ... {end} markers. Fix: add them where '
+                         'the ladder table belongs.')
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, 'w') as f:
+        f.write(f'{head}{start}\n{text}\n{end}{tail}')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--data-root', required=True,
+                        help='manifest folder (e.g. the benchmark phantom set of '
+                        'tools/make_phantoms.py --profile benchmark --spacing 5)')
+    parser.add_argument('--iters', type=int, default=300, help='iterations per supervised rung')
+    parser.add_argument('--rungs', nargs='+', choices=list(RUNGS), default=DEFAULT_RUNGS,
+                        help=f'rungs to run, in order (default: {" ".join(DEFAULT_RUNGS)})')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', help='torch device for the supervised rungs')
+    parser.add_argument('--out-dir', default='work_dirs/abnormality_ladder',
+                        help='one JSON per rung is written here')
+    parser.add_argument('--reuse', action='store_true',
+                        help='reuse the JSON of rungs already run in --out-dir')
+    parser.add_argument('--update-docs', action='store_true',
+                        help=f'write the table into {osp.relpath(DOC, REPO)}')
+    args = parser.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    results = {}
+    for name in args.rungs:
+        t0 = time.time()
+        print(f'\n=== rung {name}: {RUNGS[name][0]}', flush=True)
+        results[name] = run_rung(name, args, args.out_dir)
+        print(f'=== rung {name}: mean test AUC {results[name]["test"]["mean_auc"]:.3f} '
+              f'({(time.time() - t0) / 60:.1f} min)', flush=True)
+    text = table(results, args)
+    print('\n' + text)
+    if args.update_docs:
+        update_doc(text)
+    return results
+
+
+if __name__ == '__main__':
+    main()
