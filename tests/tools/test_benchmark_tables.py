@@ -299,3 +299,17 @@ def test_ladder_runs_rungs_and_writes_the_docs_table(tiny_data, tmp_path, monkey
     assert 'old' not in text and '| identity-skip | identity + skip |' in text
     assert (tmp_path / 'out' / 'identity-skip.json').is_file()
     assert '--rungs oracle-stats identity-skip' in text
+
+
+def test_ladder_learning_curve_table():
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+    import abnormality_ladder
+    args = abnormality_ladder.main.__globals__['argparse'].Namespace(data_root='d')
+    points = {50: dict(train_minutes=0.4, train_studies_seen=200, train_studies=1688,
+                       device='cpu', test=dict(mean_auc=0.6)),
+              1000: dict(train_minutes=7.0, train_studies_seen=4000, train_studies=1688,
+                         device='cpu', test=dict(mean_auc=0.9))}
+    text = abnormality_ladder.curve_table('nnunet-skip', points, args)
+    assert '--curve nnunet-skip --curve-iters 50 1000' in text
+    assert '| 50 | 0.4 | 200 of 1688 | 60.0 |' in text
+    assert '| 1000 | 7.0 | 1688 of 1688 | 90.0 |' in text  # a study seen twice counts once

@@ -2,6 +2,8 @@
 
     python tools/analysis_tools/abnormality_ladder.py --data-root DIR [--iters N]
         [--rungs NAME ...] [--out-dir DIR] [--update-docs]
+    python tools/analysis_tools/abnormality_ladder.py --data-root DIR --curve RUNG
+        --curve-iters 50 100 300 1000 [--update-readme]
 
 Each rung learns the 16 abnormalities from the same studies, with labels instead of text:
 the first two fit a logistic regression on hand-made organ statistics of the input
@@ -11,6 +13,10 @@ optimiser and schedule, a standardised linear head with its own learning rate), 
 backbone, the organ pooler and the raw-intensity skip by config. The rung where the test AUC
 drops is where the signal is lost. ``--update-docs`` writes the table into
 ``docs/abnormality_diagnosis.md`` between its ladder markers.
+
+``--curve RUNG`` trains one supervised rung once per ``--curve-iters`` value instead and
+writes its learning curve: test AUC against training minutes and distinct training studies
+(``--update-readme``: into the README's ``learning-curve`` section).
 """
 import argparse
 import datetime
@@ -67,10 +73,11 @@ DOC = osp.join(REPO, 'docs', 'abnormality_diagnosis.md')
 MARKERS = ('<!-- ladder-table:start -->', '<!-- ladder-table:end -->')
 
 
-def run_rung(name, args, out_dir):
+def run_rung(name, args, out_dir, iters=None):
     """Run one rung and return its summary (the JSON the harness or oracle writes)."""
     _, kind, config, extra = RUNGS[name]
-    out = osp.join(out_dir, f'{name}.json')
+    iters = iters or args.iters
+    out = osp.join(out_dir, f'{name}.json' if iters == args.iters else f'{name}_{iters}.json')
     if args.reuse and osp.isfile(out):
         with open(out) as f:
             return json.load(f)
@@ -80,7 +87,7 @@ def run_rung(name, args, out_dir):
         summary = abnormality_oracle.main(argv + ['--features', extra])
     else:
         import abnormality_supervised
-        argv += ['--iters', str(args.iters), '--seed', str(args.seed)]
+        argv += ['--iters', str(iters), '--seed', str(args.seed)]
         if args.device:
             argv += ['--device', args.device]
         summary = abnormality_supervised.main(argv, overrides=extra)
@@ -110,6 +117,26 @@ def table(results, args):
     for a in all_abnormalities():
         lines.append(f'| {a} | ' + ' | '.join(_pct(s['test']['auc'].get(a))
                                               for s in results.values()) + ' |')
+    return '\n'.join(lines)
+
+
+def curve_table(name, points, args):
+    """Markdown: the learning curve of one rung (test AUC vs minutes and distinct studies)."""
+    when = datetime.date.today().isoformat()
+    lines = [
+        f'`python tools/analysis_tools/abnormality_ladder.py --data-root {args.data_root} '
+        f'--curve {name} --curve-iters {" ".join(map(str, points))}` ({when}, '
+        f'{platform.machine()} CPU, {os.cpu_count()} cores; device {_device(points)}): '
+        f'{RUNGS[name][0]}, trained with labels (batch 4); mean test AUC over the 16 '
+        'abnormalities.',
+        '',
+        '| iterations | train min | distinct training studies seen | mean test AUC |',
+        '|---:|---:|---:|---:|',
+    ]
+    for iters, s in points.items():
+        seen = min(s['train_studies_seen'], s['train_studies'])
+        lines.append(f'| {iters} | {s["train_minutes"]:.1f} | {seen} of {s["train_studies"]} '
+                     f'| {_pct(s["test"]["mean_auc"])} |')
     return '\n'.join(lines)
 
 
@@ -152,8 +179,22 @@ def main(argv=None):
                         help='reuse the JSON of rungs already run in --out-dir')
     parser.add_argument('--update-docs', action='store_true',
                         help=f'write the table into {osp.relpath(DOC, REPO)}')
+    parser.add_argument('--curve', choices=[r for r, v in RUNGS.items() if v[1] == 'supervised'],
+                        help='learning curve of this rung instead of the ladder')
+    parser.add_argument('--curve-iters', nargs='+', type=int, default=[50, 100, 300, 1000])
+    parser.add_argument('--update-readme', action='store_true',
+                        help='write the learning curve into the README')
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
+    if args.curve:
+        points = {n: run_rung(args.curve, args, args.out_dir, n) for n in args.curve_iters}
+        text = curve_table(args.curve, points, args)
+        print('\n' + text)
+        if args.update_readme:
+            sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+            from readme_section import update_readme
+            update_readme('learning-curve', text)
+        return points
     results = {}
     for name in args.rungs:
         t0 = time.time()

@@ -90,26 +90,26 @@ class OrganIntensityStats(nn.Module):
         batch = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1, 1)
         segment = (batch * num_organs + label - 1).expand_as(label)
 
-        feats = []
-        whole_mean = None
-        for region in (label > 0, interior):
-            seg, values = segment[region], hu[region]
-            count = _segment_sum(seg, torch.ones_like(values), num_segments)
-            mean = _segment_sum(seg, values, num_segments) / count.clamp(min=1)
-            var = _segment_sum(seg, (values - mean[seg]) ** 2, num_segments) / count.clamp(min=1)
-            bins = torch.bucketize(values, self.hu_edges)
-            hist = _segment_hist(seg, bins, len(self.hu_edges) + 1, num_segments)
-            feats += [self._log_count(count)[:, None], (mean / 500.0)[:, None],
-                      (var.sqrt() / 500.0)[:, None], self._log_count(hist)]
-            if whole_mean is None:
-                whole_mean = mean
-        # relative to the interior mean (the whole organ's where it has no interior)
-        seg, values = segment[interior], hu[interior]
-        centre = torch.where(count > 0, mean, whole_mean)
-        bins = torch.bucketize(values - centre[seg], self.relative_edges)
-        feats.append(self._log_count(
-            _segment_hist(seg, bins, len(self.relative_edges) + 1, num_segments)))
-        return torch.cat(feats, dim=1).view(label.shape[0], num_organs, -1)
+        whole = self._region(segment[label > 0], hu[label > 0], num_segments)
+        inner = self._region(segment[interior], hu[interior], num_segments)
+        # interior voxels against their organ's interior mean (phase-independent contrast)
+        seg = segment[interior]
+        bins = torch.bucketize(hu[interior] - inner[0][seg], self.relative_edges)
+        relative = self._log_count(
+            _segment_hist(seg, bins, len(self.relative_edges) + 1, num_segments))
+        feats = torch.cat([whole[1], inner[1], relative], dim=1)
+        return feats.view(label.shape[0], num_organs, -1)
+
+    def _region(self, segment, values, num_segments):
+        """(mean HU per segment, [log-count, mean, spread, log-counts per HU bin])."""
+        count = _segment_sum(segment, torch.ones_like(values), num_segments)
+        mean = _segment_sum(segment, values, num_segments) / count.clamp(min=1)
+        var = _segment_sum(segment, (values - mean[segment]) ** 2,
+                           num_segments) / count.clamp(min=1)
+        hist = _segment_hist(segment, torch.bucketize(values, self.hu_edges),
+                             len(self.hu_edges) + 1, num_segments)
+        return mean, torch.cat([self._log_count(count)[:, None], (mean / 500.0)[:, None],
+                                (var.sqrt() / 500.0)[:, None], self._log_count(hist)], dim=1)
 
     def _log_count(self, count):
         return torch.log1p(count) / self.log_reference
