@@ -16,8 +16,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ctglip.utils.cli import (add_common_arguments, apply_common_args, load_config,  # noqa: E402
-                              parse_tool_args, run_cli, write_metrics)
+from ctglip.utils.cli import (add_common_arguments, apply_common_args,  # noqa: E402
+                              init_cpu_distributed, load_config, parse_tool_args, run_cli,
+                              write_metrics)
 
 
 def parse_args(argv=None):
@@ -63,6 +64,7 @@ def main(argv=None):
         cfg.model.prompts = os.path.abspath(args.prompts)
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    init_cpu_distributed(cfg)
 
     from mmengine.dist import is_main_process
     from mmengine.runner import Runner

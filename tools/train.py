@@ -5,8 +5,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ctglip.utils.cli import (add_common_arguments, apply_common_args, load_config,  # noqa: E402
-                              parse_tool_args, run_cli)
+from ctglip.utils.cli import (add_common_arguments, apply_common_args,  # noqa: E402
+                              init_cpu_distributed, load_config, parse_tool_args, run_cli)
 
 
 def parse_args(argv=None):
@@ -30,6 +30,7 @@ def main(argv=None):
         cfg.resume = True
     if args.amp:
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
+    init_cpu_distributed(cfg)
 
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)

@@ -13,8 +13,10 @@ default_hooks = dict(
 # Exact resume: random generator states travel with each checkpoint.
 custom_hooks = [dict(type='RNGStateHook')]
 
-# Distributed runs keep the non-finite guard of the model's training step.
-model_wrapper_cfg = dict(type='CTGLIPDistributedDataParallel', find_unused_parameters=False)
+# Distributed runs keep the non-finite guard of the model's training step. The scope prefix is
+# needed: the Runner looks the type up in mmengine's root MODEL_WRAPPERS, which does not search
+# its ctglip child for an unprefixed name.
+model_wrapper_cfg = dict(type='ctglip.CTGLIPDistributedDataParallel', find_unused_parameters=False)
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -257,3 +257,31 @@ def set_metric_out_dirs(runner, out_dir):
     for metric in runner._test_loop.evaluator.metrics:
         if hasattr(metric, 'out_dir') and metric.out_dir is None:
             metric.out_dir = out_dir
+
+
+def init_cpu_distributed(cfg):
+    """Start the gloo process group of a distributed run on a machine without CUDA.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` whatever the backend, which fails
+    without a GPU; the Runner skips it when a process group exists. DDP wraps CPU modules only
+    with ``device_ids=None``. With CUDA, or without a launcher, this does nothing.
+    """
+    import datetime
+
+    import torch
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    dist_cfg = dict((cfg.get('env_cfg') or {}).get('dist_cfg') or {})
+    backend = dist_cfg.pop('backend', 'nccl')
+    if backend != 'gloo':
+        raise ConfigError(f'--launcher {cfg.launcher} on a machine without CUDA cannot use the '
+                          f'{backend!r} backend. Fix: add --cfg-options '
+                          'env_cfg.dist_cfg.backend=gloo.')
+    if cfg.launcher != 'pytorch':
+        raise ConfigError(f'--launcher {cfg.launcher} needs CUDA. Fix: start CPU-only runs with '
+                          'tools/dist_train.sh (--launcher pytorch).')
+    if dist_cfg.get('timeout') is not None:
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+    import torch.distributed as dist
+    dist.init_process_group(backend='gloo', **dist_cfg)  # RANK, WORLD_SIZE, ... from torchrun
+    cfg.model_wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or {}, device_ids=None)
