@@ -85,7 +85,8 @@ RUNNERS = _child('runner', MMENGINE_RUNNERS, ['ctglip.engine'])
 RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, ['ctglip.engine'])
 LOOPS = _child('loop', MMENGINE_LOOPS, ['ctglip.engine'])
 HOOKS = _child('hook', MMENGINE_HOOKS, ['ctglip.engine.hooks'])
-DATASETS = _child('dataset', MMENGINE_DATASETS, ['ctglip.datasets.ct_report_dataset'])
+DATASETS = _child('dataset', MMENGINE_DATASETS, ['ctglip.datasets.ct_report_dataset',
+                                                   'ctglip.datasets.tumor_layouts'])
 DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS,
                        ['ctglip.datasets.ct_report_dataset'])
 TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ['ctglip.datasets.transforms'])

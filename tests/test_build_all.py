@@ -37,6 +37,7 @@ CONFIGS = {
         'RandGaussianNoised': dict(keys=['image']),
         'RandAffined': dict(keys=['image']),
         'EnsureTyped': dict(keys=['image']),
+        'SelectTumorLabels': dict(values=(2,)),
     },
     'MODELS': {
         'CTDataPreprocessor': {}, 'ProjectionHead': dict(in_channels=8, norm='layernorm'),
@@ -46,8 +47,13 @@ CONFIGS = {
                        text_encoder=dict(type='HFTextEncoder', model_path='{bert}'),
                        losses=[dict(type='AnatomyContrastiveLoss')]),
     },
-    'DATASETS': {'CTReportDataset': dict(data_root='{data}', pipeline=[])},
-    'METRICS': {'ZeroShotOrganRecognition': {}, 'ZeroShotAbnormalityDetection': {}},
+    'DATASETS': {'CTReportDataset': dict(data_root='{data}', pipeline=[]),
+                 # lazy_init: built without reading a benchmark (tests/datasets reads them)
+                 'MSDTumorDataset': dict(data_root='{tmp}', organ_mask_dir='organ_masks',
+                                         lazy_init=True),
+                 'KiTSTumorDataset': dict(data_root='{tmp}', lazy_init=True)},
+    'METRICS': {'ZeroShotOrganRecognition': {}, 'ZeroShotAbnormalityDetection': {},
+                'TumorDetection': {}, 'TumorDice': {}},
     'HOOKS': {'RNGStateHook': {}},
     'OPTIM_WRAPPERS': {'MixedPrecisionOptimWrapper': dict(optimizer='{optimizer}')},
     'MODEL_WRAPPERS': {'CTGLIPDistributedDataParallel': dict(module='{module}')},

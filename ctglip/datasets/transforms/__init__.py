@@ -1,8 +1,8 @@
 """Transforms of ctglip's data pipelines.
 
-ctglip's own transforms (loading, organ-aware crop, label-swapping flip, packing) plus the
-MONAI dictionary transforms that pipelines use, registered under their MONAI names
-(``Orientationd``, ``Spacingd``, ``ScaleIntensityRanged``, ``CropForegroundd``, ...).
+ctglip's own transforms (loading, tumor-label selection, organ-aware crop, label-swapping flip,
+packing) plus the MONAI dictionary transforms that pipelines use, registered under their MONAI
+names (``Orientationd``, ``Spacingd``, ``ScaleIntensityRanged``, ``CropForegroundd``, ...).
 """
 import monai.transforms as _mt
 
@@ -11,6 +11,7 @@ from ctglip.registry import TRANSFORMS
 from .caching import CachedPreprocess
 from .loading import LoadCTStudy, read_organ_mask, read_volume
 from .processing import CenterPadCrop, MultiWindowd, PackCTInputs, RandFlipLR, RandOrganCrop
+from .tumor import SelectTumorLabels
 
 MONAI_TRANSFORMS = ('Orientationd', 'Spacingd', 'ScaleIntensityRanged', 'CropForegroundd',
                     'SpatialPadd', 'DivisiblePadd', 'ResizeWithPadOrCropd', 'RandSpatialCropd',
@@ -20,4 +21,5 @@ for _name in MONAI_TRANSFORMS:
     TRANSFORMS.register_module(name=_name, module=getattr(_mt, _name), force=True)
 
 __all__ = ['CachedPreprocess', 'LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop',
-           'CenterPadCrop', 'RandFlipLR', 'PackCTInputs', 'MultiWindowd', 'MONAI_TRANSFORMS']
+           'CenterPadCrop', 'RandFlipLR', 'PackCTInputs', 'MultiWindowd', 'SelectTumorLabels',
+           'MONAI_TRANSFORMS']
