@@ -64,6 +64,9 @@ def parse_args(argv=None):
                         help='extra overrides for every run')
     parser.add_argument('--force', action='store_true', help='retrain runs that have metrics')
     parser.add_argument('--update-readme', action='store_true')
+    parser.add_argument('--readme-section', default='zeroshot-table',
+                        help='README section (between <!-- NAME:start/end --> markers) that '
+                        '--update-readme replaces (default zeroshot-table)')
     return parser.parse_args(argv)
 
 
@@ -348,7 +351,7 @@ def main(argv=None):
     if args.update_readme:
         sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
         from readme_section import update_readme
-        update_readme('zeroshot-table', markdown)
+        update_readme(args.readme_section, markdown)
         for family in args.families:  # the README shows the radar plots from docs/
             shutil.copyfile(osp.join(args.out, f'radar_{family}.png'),
                             osp.join(REPO, 'docs', f'zeroshot_radar_{family}.png'))
