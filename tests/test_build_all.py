@@ -22,6 +22,7 @@ CONFIGS = {
     'TRANSFORMS': {
         'LoadCTStudy': {}, 'RandOrganCrop': dict(spatial_size=(8, 8, 8)),
         'CenterPadCrop': dict(spatial_size=(8, 8, 8)), 'RandFlipLR': {}, 'PackCTInputs': {},
+        'OrganBoxCrop': {},
         'MultiWindowd': {},
         'CachedPreprocess': dict(transforms=[dict(type='LoadCTStudy')], cache_dir='{tmp}'),
         'Orientationd': dict(keys=['image'], axcodes='RAS'),

@@ -100,3 +100,19 @@ def test_crops_remove_organs_cut_below_min_visible():
     assert drop_cut_organs(label, cropped, 0.8).unique().tolist() == [0, 2]  # 1 kept 3/4
     with pytest.raises(ValueError, match='min_visible'):
         RandOrganCrop((8, 8, 8), min_visible=1.5)
+
+
+def test_organ_box_crop_keeps_every_organ_whole():
+    from ctglip.datasets.transforms import OrganBoxCrop
+    label = torch.zeros(1, 30, 20, 10, dtype=torch.long)
+    label[0, 5:9, 4:6, 2:4] = 1
+    label[0, 20:25, 10:15, 5:7] = 2
+    out = OrganBoxCrop(margin=1)(dict(image=label.float(), organ_label=label.clone()))
+    assert tuple(out['organ_label'].shape[1:]) == (22, 13, 7)  # box 5..24 x 4..14 x 2..6, +1
+    assert (out['organ_label'] == 1).sum() == (label == 1).sum()
+    assert (out['organ_label'] == 2).sum() == (label == 2).sum()
+    capped = OrganBoxCrop(margin=1, max_size=(16, 16, 16), min_visible=0.5)(
+        dict(image=label.float(), organ_label=label.clone()))
+    assert tuple(capped['organ_label'].shape[1:]) == (16, 13, 7)
+    # the box centre is x = 15: x 7..22 keeps half of organ 1 and 3 of 5 slices of organ 2
+    assert set(capped['organ_label'].unique().tolist()) == {0, 1, 2}

@@ -10,7 +10,8 @@ from ctglip.registry import TRANSFORMS
 
 from .caching import CachedPreprocess
 from .loading import LoadCTStudy, read_organ_mask, read_volume
-from .processing import CenterPadCrop, MultiWindowd, PackCTInputs, RandFlipLR, RandOrganCrop
+from .processing import (CenterPadCrop, MultiWindowd, OrganBoxCrop, PackCTInputs, RandFlipLR,
+                         RandOrganCrop)
 from .tumor import SelectTumorLabels
 
 MONAI_TRANSFORMS = ('Orientationd', 'Spacingd', 'ScaleIntensityRanged', 'CropForegroundd',
@@ -21,5 +22,5 @@ for _name in MONAI_TRANSFORMS:
     TRANSFORMS.register_module(name=_name, module=getattr(_mt, _name), force=True)
 
 __all__ = ['CachedPreprocess', 'LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop',
-           'CenterPadCrop', 'RandFlipLR', 'PackCTInputs', 'MultiWindowd', 'SelectTumorLabels',
-           'MONAI_TRANSFORMS']
+           'CenterPadCrop', 'OrganBoxCrop', 'RandFlipLR', 'PackCTInputs', 'MultiWindowd',
+           'SelectTumorLabels', 'MONAI_TRANSFORMS']

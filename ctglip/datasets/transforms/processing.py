@@ -123,6 +123,47 @@ class CenterPadCrop:
         return crop_study(results, start, size, self.min_visible)
 
 
+@TRANSFORMS.register_module()
+class OrganBoxCrop:
+    """Whole-study view for validation and test: crop to the bounding box of all organ labels
+    plus a margin (as fVLM does), so that no organ is cut, with an optional cap per axis.
+
+    Sizes vary between studies; ``CTDataPreprocessor`` pads a batch to its largest member
+    (rounded up to the backbone's ``size_divisor``), so batch sizes of 1-2 keep the padding
+    small. Larger views cost time and memory in proportion to their voxels.
+
+    Args:
+        margin (int): voxels added on each side of the box (clipped at the volume's edge).
+        max_size (tuple[int] | None): largest view per axis; a box larger than this is cut
+            around its centre (then ``min_visible`` applies).
+        min_visible (float): as in ``RandOrganCrop``.
+    """
+
+    def __init__(self, margin=2, max_size=None, min_visible=0.0):
+        self.margin = int(margin)
+        self.max_size = None if max_size is None else tuple(int(s) for s in max_size)
+        self.min_visible = check_min_visible(min_visible, type(self).__name__)
+
+    def __call__(self, results):
+        label = _plain(results['organ_label'])[0]
+        shape = np.array(label.shape)
+        fg = torch.nonzero(label > 0)
+        if not len(fg):
+            return results
+        low = np.maximum(fg.min(0).values.numpy() - self.margin, 0)
+        high = np.minimum(fg.max(0).values.numpy() + 1 + self.margin, shape)
+        size = high - low
+        if self.max_size is not None:
+            cap = np.array(self.max_size)
+            low = np.where(size > cap, (low + high) // 2 - cap // 2, low)
+            size = np.minimum(size, cap)
+        return crop_study(results, low, size, self.min_visible)
+
+    def __repr__(self):
+        return (f'{type(self).__name__}(margin={self.margin}, max_size={self.max_size}, '
+                f'min_visible={self.min_visible})')
+
+
 _SIDE = re.compile(r'\b(left|right|Left|Right|LEFT|RIGHT)\b')
 _SWAP = {'left': 'right', 'right': 'left', 'Left': 'Right', 'Right': 'Left',
          'LEFT': 'RIGHT', 'RIGHT': 'LEFT'}
