@@ -313,3 +313,12 @@ def test_ladder_learning_curve_table():
     assert '--curve nnunet-skip --curve-iters 50 1000' in text
     assert '| 50 | 0.4 | 200 of 1688 | 60.0 |' in text
     assert '| 1000 | 7.0 | 1688 of 1688 | 90.0 |' in text  # a study seen twice counts once
+
+
+def test_every_supervised_ladder_rung_states_its_intensity_skip():
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+    import abnormality_ladder
+    for name, (_, kind, _, extra) in abnormality_ladder.RUNGS.items():
+        if kind == 'supervised':
+            skip = extra['model']['intensity_skip']
+            assert (skip is not None) == name.endswith('skip'), name

@@ -48,17 +48,18 @@ RUNGS = {
                      'regression', 'oracle', NNUNET, 'stats'),
     'identity-mean': ('input as the map, masked mean', 'supervised', NNUNET, _model(
         backbone=dict(_delete_=True, type='IdentityBackbone'),
-        pooler=dict(_delete_=True, type='OrganMaskPooler'))),
+        pooler=dict(_delete_=True, type='OrganMaskPooler'), intensity_skip=None)),
     'identity-meanmax': ('input as the map, masked mean + max', 'supervised', NNUNET, _model(
         backbone=dict(_delete_=True, type='IdentityBackbone'),
-        pooler=dict(_delete_=True, type='OrganMeanMaxPooler'))),
+        pooler=dict(_delete_=True, type='OrganMeanMaxPooler'), intensity_skip=None)),
     'identity-skip': ('input as the map, masked mean + intensity skip', 'supervised', NNUNET,
                       _model(backbone=dict(_delete_=True, type='IdentityBackbone'),
                              pooler=dict(_delete_=True, type='OrganMaskPooler'),
                              intensity_skip=SKIP)),
     'conv2-meanmax': ('2 plain conv layers (16 ch, stride 2), masked mean + max', 'supervised',
                       NNUNET, _model(backbone=dict(_delete_=True, type='PlainConv3D'),
-                                     pooler=dict(_delete_=True, type='OrganMeanMaxPooler'))),
+                                     pooler=dict(_delete_=True, type='OrganMeanMaxPooler'),
+                                     intensity_skip=None)),
     'nnunet': ("nnU-Net small, masked mean (the paper's model)", 'supervised', NNUNET,
                _model(intensity_skip=None)),
     'nnunet-skip': ('nnU-Net small, masked mean + intensity skip', 'supervised', NNUNET,
@@ -69,6 +70,9 @@ RUNGS = {
                  _model(intensity_skip=SKIP)),
 }
 DEFAULT_RUNGS = [r for r in RUNGS if not r.startswith('mit')]
+# every supervised rung says whether it has the skip: the shipped configs have it on, so a
+# rung that does not say so would silently inherit it
+assert all('intensity_skip' in v[3]['model'] for v in RUNGS.values() if v[1] == 'supervised')
 DOC = osp.join(REPO, 'docs', 'abnormality_diagnosis.md')
 MARKERS = ('<!-- ladder-table:start -->', '<!-- ladder-table:end -->')
 
