@@ -252,6 +252,12 @@ def test_supervised_head_is_standardised_and_has_its_own_learning_rate(tiny_data
     x = torch.randn(64, 3) * 100 + 40
     head.train()
     assert torch.allclose(head[0](x).mean(0), torch.zeros(3), atol=1e-4)  # standardised
+    # later batches use the statistics of every row seen, not their own: a batch whose rows
+    # are all low stays low (a BatchNorm would centre it on zero)
+    assert (head[0](torch.full((8, 3), -200.0)) < -1).all()
+    head.eval()
+    frozen = head[0](x)
+    assert torch.allclose(head[0](x), frozen)  # no update at test
     groups = {}
     from mmengine import optim as mm_optim
     real_build = mm_optim.build_optim_wrapper

@@ -16,8 +16,8 @@ or a different pooler are needed); a high supervised AUC puts the fault on the c
 objective or the prompts.
 
 The head is conditioned so that it converges within the budget whatever the scale of the
-pooled features: they are standardised (a BatchNorm without affine parameters, running
-statistics at test) and the head has its own learning rate without weight decay
+pooled features: they are standardised (``RunningStandardize``: the cumulative mean and
+spread of all training rows, never a batch's own statistics) and the head has its own learning rate without weight decay
 (``--head-lr``, default 1e-2), while the encoder keeps the config's optimiser. With the
 config's small learning rate and weight decay a plain linear head hardly leaves its random
 initialisation in a few hundred iterations, and its AUCs then carry the sign of the initial
@@ -30,6 +30,7 @@ import sys
 import time
 
 import numpy as np
+import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
@@ -73,8 +74,9 @@ def main(argv=None, overrides=None):
     parser.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
     parser.add_argument('--head-lr', type=float, default=1e-2,
                         help='learning rate of the head (no weight decay; default 1e-2)')
-    parser.add_argument('--head-norm', choices=['batch', 'none'], default='batch',
-                        help='standardise pooled features before the head (default batch)')
+    parser.add_argument('--head-norm', choices=['running', 'none'], default='running',
+                        help='standardise pooled features with the running mean and std of '
+                        'all training rows before the head (default running)')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='config overrides, as in tools/train.py')
     parser.add_argument('--json', help='write the per-abnormality AUCs and timing here')
@@ -203,13 +205,6 @@ def main(argv=None, overrides=None):
     return summary
 
 
-def supervised_head(in_channels, num_outputs, norm='batch'):
-    """Standardisation (optional) and a linear layer: pooled organ features -> logits."""
-    import torch.nn as nn
-    layers = [nn.BatchNorm1d(in_channels, affine=False)] if norm == 'batch' else []
-    return nn.Sequential(*layers, nn.Linear(in_channels, num_outputs))
-
-
 def evaluate(model, head, ds, names, index):
     """Per abnormality: (labels array, AUC or None when one class is absent) on ``ds``."""
     import torch
@@ -237,6 +232,45 @@ def evaluate(model, head, ds, names, index):
         y = np.array(labels[j], dtype=int)
         out.append((y, roc_auc_score(y, scores[j]) if len(set(y)) == 2 else None))
     return out
+
+
+def supervised_head(in_channels, num_outputs, norm='running'):
+    """Standardisation (optional) and a linear layer: pooled organ features -> logits."""
+    import torch.nn as nn
+    layers = [RunningStandardize(in_channels)] if norm == 'running' else []
+    return nn.Sequential(*layers, nn.Linear(in_channels, num_outputs))
+
+
+class RunningStandardize(torch.nn.Module):
+    """``(x - mean) / std`` with the cumulative mean and std of every row seen in training.
+
+    Unlike a BatchNorm in training mode, a row is never scaled by the statistics of its own
+    batch: a batch's rows come from organs of very different intensity (lungs beside soft
+    tissue), so batch statistics move with the organs in view, and for a single feature such
+    as an organ's mean HU they can reverse its relation to the label (emphysema lowers the
+    lung's mean but widens the batch's spread; measured: identity backbone with the masked
+    mean gave emphysema test AUC 0.09 under a BatchNorm). The statistics settle after a few
+    batches; the transform is monotone and the same at test.
+    """
+
+    def __init__(self, channels, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer('count', torch.zeros(()))
+        self.register_buffer('total', torch.zeros(channels))
+        self.register_buffer('total_sq', torch.zeros(channels))
+
+    def forward(self, x):
+        if self.training:
+            with torch.no_grad():
+                flat = x.detach().float()
+                self.count += flat.shape[0]
+                self.total += flat.sum(0)
+                self.total_sq += (flat ** 2).sum(0)
+        n = self.count.clamp(min=1)
+        mean = self.total / n
+        std = (self.total_sq / n - mean ** 2).clamp(min=0).sqrt()
+        return (x - mean) / (std + self.eps)
 
 
 if __name__ == '__main__':
