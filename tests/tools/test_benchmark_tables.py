@@ -248,16 +248,21 @@ def test_prompt_agreement_reads_finding_texts_of_abnormal_organs(tmp_path):
 
 def test_supervised_head_is_standardised_and_has_its_own_learning_rate(tiny_data, tmp_path,
                                                                        monkeypatch):
-    head = abnormality_supervised.supervised_head(3, 2)
-    x = torch.randn(64, 3) * 100 + 40
+    head = abnormality_supervised.supervised_head(1, 1, num_organs=2)
+    with torch.no_grad():
+        head.linear.weight.fill_(1.0)
+        head.linear.bias.zero_()
+    organ = torch.tensor([0] * 4 + [1] * 4)
+    x = torch.tensor([[0.1], [0.2], [0.3], [0.4], [10.0], [10.1], [10.2], [10.3]])
     head.train()
-    assert torch.allclose(head[0](x).mean(0), torch.zeros(3), atol=1e-4)  # standardised
-    # later batches use the statistics of every row seen, not their own: a batch whose rows
-    # are all low stays low (a BatchNorm would centre it on zero)
-    assert (head[0](torch.full((8, 3), -200.0)) < -1).all()
+    z = head(x, organ)
+    # standardised within each organ: two organs far apart both span -1.34 .. 1.34
+    assert torch.allclose(z[:4], z[4:], atol=1e-3) and z[:4].mean().abs() < 1e-4
+    # later rows use the statistics of every row seen of their organ, not their batch's
+    assert head(torch.tensor([[0.0]]), torch.tensor([0])) < -1
     head.eval()
-    frozen = head[0](x)
-    assert torch.allclose(head[0](x), frozen)  # no update at test
+    frozen = head(x, organ)
+    assert torch.allclose(head(x, organ), frozen)  # no update at test
     groups = {}
     from mmengine import optim as mm_optim
     real_build = mm_optim.build_optim_wrapper
