@@ -108,14 +108,17 @@ def table(results, args):
         f'CPU, {os.cpu_count()} cores; device {_device(results)}). Test AUC of each rung with '
         'labels; supervised rungs train from scratch for the stated iterations at batch 4.',
         '',
-        '| rung | what | mean test AUC | mean train AUC | train min |',
-        '|---|---|---:|---:|---:|',
     ]
+    with_train = any((s.get('train') or {}).get('mean_auc') is not None
+                     for s in results.values())
+    lines += ['| rung | what | mean test AUC |' + (' mean train AUC |' if with_train else '')
+              + ' train min |', '|---|---|---:|' + ('---:|' if with_train else '') + '---:|']
     for name, s in results.items():
         train = (s.get('train') or {}).get('mean_auc')
         minutes = s.get('train_minutes')
         lines.append(f'| {name} | {RUNGS[name][0]} | {_pct(s["test"]["mean_auc"])} | '
-                     f'{_pct(train)} | {"-" if minutes is None else f"{minutes:.1f}"} |')
+                     + (f'{_pct(train)} | ' if with_train else '')
+                     + f'{"-" if minutes is None else f"{minutes:.1f}"} |')
     lines += ['', '| abnormality | ' + ' | '.join(results) + ' |',
               '|---|' + '---:|' * len(results)]
     for a in all_abnormalities():
