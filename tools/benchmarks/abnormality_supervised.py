@@ -17,8 +17,9 @@ objective or the prompts.
 
 The head is conditioned so that it converges within the budget whatever the scale of the
 pooled features: they are standardised per organ (``SupervisedHead``: the cumulative mean
-and spread of the training rows of the same organ) and the head has its own learning rate without weight decay
-(``--head-lr``, default 1e-2), while the encoder keeps the config's optimiser. With the
+and spread of the training rows of the same organ) and the head has its own learning rate
+without weight decay (``--head-lr``, default 1e-2), while the encoder keeps the config's
+optimiser. With the
 config's small learning rate and weight decay a plain linear head hardly leaves its random
 initialisation in a few hundred iterations, and its AUCs then carry the sign of the initial
 weights. ``--cfg-options`` edits the config as in ``tools/train.py`` (the ladder of
