@@ -14,6 +14,10 @@ already gone from the input (resolution, window, crop) or does the model fail to
 ``--features stats`` uses the statistics of ``OrganIntensityStats`` instead (HU histograms of
 the organ and its interior, counts, mean and spread), the same numbers that the model's
 raw-intensity skip appends to the pooled features; ``both`` concatenates the two sets.
+``context`` adds to ``both`` the mean intensity of a few reference organs of the same study
+(aorta, portal vein, spleen, liver, kidneys): the contrast phase and the scanner's calibration
+move every organ's HU, and a density finding (steatosis, a cyst against enhancing parenchyma)
+is only separable from that shift relative to the other organs, as a radiologist reads it.
 """
 import argparse
 import os.path as osp
@@ -25,6 +29,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 FEATURES = ('mean', 'std', 'p1', 'p5', 'p50', 'p95', 'p99', 'min', 'max', 'log_voxels')
+REFERENCE_ORGANS = ('aorta', 'portal_vein_and_splenic_vein', 'spleen', 'liver', 'kidney_left',
+                    'kidney_right')
 
 
 def organ_features(values):
@@ -48,6 +54,11 @@ def units(dataset, features='simple', window=(-1000.0, 1000.0)):
         sample = item['data_samples']
         label = sample.organ_label.numpy()
         truth = sample.get('abnormalities') or {}
+        context = []
+        if features == 'context':
+            for ref in REFERENCE_ORGANS:
+                inside = label == names.index(ref) + 1
+                context += ([float(image[inside].mean()), 1.0] if inside.any() else [0.0, 0.0])
         if features != 'simple':
             stats = skip(item['inputs'][None].float(), sample.organ_label[None].long(),
                          len(names))[0].numpy()
@@ -64,6 +75,7 @@ def units(dataset, features='simple', window=(-1000.0, 1000.0)):
             feats = [] if features == 'stats' else organ_features(values)
             if features != 'simple':
                 feats = feats + list(stats[int(k) - 1])
+            feats = feats + context
             for abnormality in ABNORMALITIES[group]:
                 out.append((abnormality, organ, feats, abnormality in truth.get(organ, [])))
     return out
@@ -75,8 +87,9 @@ def main(argv=None):
     parser.add_argument('--data-root')
     parser.add_argument('--no-crop', action='store_true',
                         help='drop the centre crop of the test pipeline (whole study)')
-    parser.add_argument('--features', choices=['simple', 'stats', 'both'], default='simple',
-                        help='simple statistics (default), OrganIntensityStats, or both')
+    parser.add_argument('--features', choices=['simple', 'stats', 'both', 'context'],
+                        default='simple', help='simple statistics (default), OrganIntensityStats, '
+                        'both, or both plus reference-organ means of the study (context)')
     parser.add_argument('--json', help='write the per-abnormality AUCs here')
     args = parser.parse_args(argv)
     from mmengine.config import Config
