@@ -45,6 +45,12 @@ def parse_args(argv=None):
                              '(default: RuleBasedReportStructurer)')
     parser.add_argument('--skip-invalid', action='store_true',
                         help='skip bad lines (and count them) instead of stopping at the first')
+    parser.add_argument('--abnormality-vocab', default=None, metavar='NAME|FILE',
+                        help='abnormality vocabulary of the names: default (16 findings), '
+                             'ct_rate (18 chest findings) or a JSON file')
+    parser.add_argument('--organ-vocab', default='totalseg_v1', metavar='SCHEME|FILE',
+                        help='organ names of the output: totalseg_v1 (default), totalseg_v2 or '
+                             'a JSON class map')
     return parser.parse_args(argv)
 
 
@@ -133,7 +139,16 @@ def main(argv=None):
     args = parse_args(argv)
     from ctglip.datasets.report_parsing import build_report_structurer, check_structured
 
-    structurer = build_report_structurer(args.structurer)
+    from ctglip.registry import REPORT_STRUCTURERS
+    from ctglip.vocabularies.config import takes_abnormality_vocab
+    cfg = dict(type=args.structurer)
+    if args.structurer in REPORT_STRUCTURERS:  # else the build names the registered ones
+        if takes_abnormality_vocab(REPORT_STRUCTURERS.get(args.structurer)):
+            cfg.update(abnormality_vocab=args.abnormality_vocab, vocab=args.organ_vocab)
+        elif args.abnormality_vocab or args.organ_vocab != 'totalseg_v1':
+            raise DataError(f'--abnormality-vocab / --organ-vocab: structurer '
+                            f'{args.structurer} takes no vocabularies. Fix: leave the flags out.')
+    structurer = build_report_structurer(cfg)
     rows, skipped = read_reports(args.input, args.skip_invalid)
     if not rows:
         raise DataError(f'{args.input}: no {"valid " if skipped else ""}report lines to structure'
@@ -147,7 +162,8 @@ def main(argv=None):
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             for case_id, report in _progress(rows, len(rows)):
                 try:
-                    result = check_structured(structurer.structure(report))
+                    result = check_structured(structurer.structure(report), args.organ_vocab,
+                                              args.abnormality_vocab)
                 except ValueError as e:
                     raise DataError(f'{args.input}: structurer {args.structurer} returned a bad '
                                     f'result for case_id {case_id!r}: {e}') from None

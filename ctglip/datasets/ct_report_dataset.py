@@ -42,16 +42,20 @@ class CTReportDataset(BaseDataset):
             there with these options (e.g. ``dict(num_cases=200, seed=0)``); None to require
             an existing dataset.
         max_cases: keep at most this many studies (quick runs).
+        abnormality_vocab: the abnormality vocabulary, handed to the report structurer with
+            ``organ_vocab`` when its class takes them (configs set the top-level key
+            ``abnormality_vocab``). None: the structurer's own default.
         **kwargs: passed to mmengine's ``BaseDataset`` (``pipeline``, ``test_mode``, ...).
     """
 
     def __init__(self, data_root, split=None, organ_vocab='totalseg_v1',
                  structurer=dict(type='RuleBasedReportStructurer'), skip_invalid=False,
-                 phantom=None, max_cases=None, **kwargs):
+                 phantom=None, max_cases=None, abnormality_vocab=None, **kwargs):
         if split is not None and split not in SPLITS:
             raise DataError(f'split={split!r} is not one of {SPLITS} (or None for all).')
         self.split = split
         self.organ_vocab = organ_vocabulary(organ_vocab)
+        self.abnormality_vocab = abnormality_vocab
         self.structurer_cfg = structurer
         self.skip_invalid = skip_invalid
         self.phantom = phantom
@@ -219,7 +223,7 @@ class CTReportDataset(BaseDataset):
         ``abnormalities`` stays None for such studies: derived labels are not ground truth.
         """
         todo = [i for i in data_list if i['findings'] is None or i['abnormalities'] is None]
-        structurer = REPORT_STRUCTURERS.build(self.structurer_cfg) if todo else None
+        structurer = self.build_structurer() if todo else None
         for info in data_list:
             if info in todo:
                 out = structurer.structure(info['report'])
@@ -230,6 +234,20 @@ class CTReportDataset(BaseDataset):
                 info['status'] = {o: 'normal' for o in info['findings']}
                 info['status'].update({o: 'abnormal' for o, v in info['abnormalities'].items()
                                        if v})
+
+    def build_structurer(self):
+        """The report structurer, given the dataset's organ and abnormality vocabularies when
+        its class takes them (``vocab``, ``abnormality_vocab``)."""
+        from ctglip.vocabularies.config import takes_abnormality_vocab
+        cfg = dict(self.structurer_cfg)
+        cls = cfg['type'] if not isinstance(cfg['type'], str) else \
+            REPORT_STRUCTURERS.get(cfg['type'])
+        defaults = {}
+        if takes_abnormality_vocab(cls):
+            if self.abnormality_vocab is not None:
+                defaults['abnormality_vocab'] = self.abnormality_vocab
+            defaults['vocab'] = self.organ_vocab
+        return REPORT_STRUCTURERS.build(cfg, default_args=defaults)
 
     def _skip(self, why, error):
         self.skipped[why] += 1

@@ -172,6 +172,29 @@ def rates_from_counts(tp, fp, fn):
                 sensitivity=_safe_ratio(tp, np.asarray(tp) + fn))
 
 
+RATES = ('f1', 'ppv', 'sensitivity', 'specificity', 'accuracy', 'f1_weighted')
+
+
+def rates_from_confusion(tp, fp, fn, tn):
+    """Every rate of :data:`RATES` from (arrays of) the four counts, 0 where a denominator is 0.
+
+    ``f1_weighted`` is scikit-learn's ``f1_score(average='weighted')``: the F1 of the positive
+    and of the negative class, weighted by their support (the "F1" of the CT-CLIP / fVLM
+    zero-shot tables); ``ppv`` is the precision.
+
+    Returns:
+        dict: ``f1``, ``ppv``, ``sensitivity``, ``specificity``, ``accuracy``, ``f1_weighted``.
+    """
+    tp, fp, fn, tn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn, tn))
+    out = rates_from_counts(tp, fp, fn)
+    f1_negative = _safe_ratio(2 * tn, 2 * tn + fn + fp)
+    total = tp + fp + fn + tn
+    out['specificity'] = _safe_ratio(tn, tn + fp)
+    out['accuracy'] = _safe_ratio(tp + tn, total)
+    out['f1_weighted'] = _safe_ratio(out['f1'] * (tp + fn) + f1_negative * (tn + fp), total)
+    return out
+
+
 def f1_at_threshold(scores, labels, threshold, sample_weight=None):
     """F1 score when ``score >= threshold`` is predicted positive (0 without any positive)."""
     c = confusion_counts(scores, labels, threshold, sample_weight)

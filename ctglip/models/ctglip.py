@@ -8,9 +8,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 
-from ctglip.datasets.organs import ORGAN_GROUPS, organ_group, organ_vocabulary, readable_name
 from ctglip.registry import BACKBONES, LOSSES, MODELS, POOLERS, TEXT_ENCODERS
 from ctglip.utils.errors import ConfigError
+from ctglip.vocabularies import load_abnormality_vocab, organ_vocabulary, readable_name
 
 from .losses.gather import gather_features, gather_objects
 
@@ -45,19 +45,25 @@ class CTGLIP(BaseModel):
             statistics of each organ's HU at input resolution, concatenated to its pooled
             features before the projection. With a global pooler the statistics are those of
             all labelled voxels as one region. None (the paper's model): pooled features only.
-        prompts: zero-shot prompt JSON (format in DESIGN.md); None for the shipped default.
+        prompts: zero-shot prompt JSON (format in DESIGN.md); None for the default prompt file
+            of the abnormality vocabulary. It must cover the vocabulary (checked here).
         nonfinite: what a NaN or infinite loss or gradient does: ``stop`` (raise, naming the
             iteration, the term and the last good checkpoint) or ``skip`` (drop the batch
             and count it in the logged ``skipped_batches``).
         log_texts: log the texts of the first training batch (debugging only: report text
             is patient data and never goes to logs by default).
         data_preprocessor: defaults to ``CTDataPreprocessor`` padded to the backbone stride.
+        abnormality_vocab: the abnormality vocabulary (organ groups and their abnormalities;
+            :func:`~ctglip.vocabularies.load_abnormality_vocab`): a shipped name (``default``,
+            ``ct_rate``), a JSON path or a dict. Configs set it once, as the top-level key
+            ``abnormality_vocab``; the losses that take one receive the model's.
     """
 
     def __init__(self, backbone, pooler, text_encoder, losses, organ_vocab='totalseg_v1',
                  embed_dim=256, projection=None, init_temperature=0.07, max_logit_scale=100.0,
                  test_pooler=None, intensity_skip=None, prompts=None, nonfinite='stop',
-                 log_texts=False, data_preprocessor=None, init_cfg=None):
+                 log_texts=False, data_preprocessor=None, init_cfg=None,
+                 abnormality_vocab=None):
         self.backbone_cfg = backbone
         backbone = BACKBONES.build(backbone)
         if data_preprocessor is None:
@@ -70,6 +76,14 @@ class CTGLIP(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.organ_vocab = organ_vocabulary(organ_vocab)
         num_organs = len(self.organ_vocab)
+        self.abnormality_vocab = load_abnormality_vocab(abnormality_vocab)
+        unscored = self.abnormality_vocab.check_organs(
+            self.organ_vocab, f'the model organ vocabulary ({organ_vocab!r})')
+        if unscored:
+            from mmengine.logging import print_log
+            print_log(f'abnormality vocabulary {self.abnormality_vocab.name!r}: groups {unscored} '
+                      'have no organ in the model organ vocabulary; their abnormalities are not '
+                      'scored', logger='current', level=30)
         self.backbone = backbone
         channels = backbone.out_channels
         self.pooler = POOLERS.build(pooler, default_args=dict(num_organs=num_organs,
@@ -95,9 +109,11 @@ class CTGLIP(BaseModel):
         self.max_logit_scale = max_logit_scale
         if not losses:
             raise ConfigError('model.losses is empty; give at least one LOSSES config.')
-        self.losses = nn.ModuleList(LOSSES.build(cfg) for cfg in losses)
-        self.prompts_file = prompts or DEFAULT_PROMPTS
-        self.prompts = load_prompts(self.prompts_file)
+        self.losses = nn.ModuleList(
+            LOSSES.build(cfg, default_args=_vocab_arg(cfg, self.abnormality_vocab))
+            for cfg in losses)
+        self.prompts_file = prompts or self.abnormality_vocab.prompts_file or DEFAULT_PROMPTS
+        self.prompts = load_prompts(self.prompts_file, self.abnormality_vocab)
         if nonfinite not in ('stop', 'skip'):
             raise ConfigError(f"model.nonfinite={nonfinite!r}; use 'stop' or 'skip'.")
         self.nonfinite = nonfinite
@@ -255,23 +271,28 @@ class CTGLIP(BaseModel):
         return F.normalize(embeds.mean(1), dim=-1)
 
     def _abnormality_prompt_embeds(self):
-        """{organ: A x 2 x D (positive, negative ensembles)} and {organ:names: [abnormality]}."""
+        """{organ: A x 2 x D (positive, negative ensembles)} and {organ:names: [abnormality]}.
+
+        An organ is scored for every abnormality of every group of the vocabulary it belongs
+        to, with the prompts the file holds for that group.
+        """
+        vocab = self.abnormality_vocab
         out = {}
-        for group, organs in ORGAN_GROUPS.items():
-            entries = self.prompts['abnormalities'].get(group, {})
-            for organ in organs:
-                if organ not in self.organ_vocab or not entries:
-                    continue
-                name = readable_name(organ)
-                names, pairs = [], []
-                for abnormality, p in entries.items():
-                    pos, neg = (self.encode_text(texts)
-                                for texts in abnormality_prompt_texts(self.prompts, p, name))
+        for organ in vocab.organs:
+            if organ not in self.organ_vocab:
+                continue
+            name = readable_name(organ)
+            names, pairs = [], []
+            for group in vocab.groups_of(organ):
+                entries = self.prompts['abnormalities'].get(group, {})
+                for abnormality in vocab.abnormalities[group]:
+                    pos, neg = (self.encode_text(texts) for texts in abnormality_prompt_texts(
+                        self.prompts, entries[abnormality], name))
                     pairs.append(torch.stack([F.normalize(pos.mean(0), dim=-1),
                                               F.normalize(neg.mean(0), dim=-1)]))
                     names.append(abnormality)
-                out[organ] = torch.stack(pairs)
-                out[f'{organ}:names'] = names
+            out[organ] = torch.stack(pairs)
+            out[f'{organ}:names'] = names
         return out
 
 
@@ -295,8 +316,26 @@ def abnormality_prompt_texts(prompts, entry, organ_name):
             [t.format(organ=organ_name) for t in negatives])
 
 
-def load_prompts(path):
-    """Read a zero-shot prompt file (format fixed in DESIGN.md) and check its keys."""
+def _vocab_arg(cfg, vocab):
+    """``dict(abnormality_vocab=vocab)`` for a LOSSES config whose class takes one, else {}."""
+    from ctglip.vocabularies.config import takes_abnormality_vocab
+    cls = cfg.get('type') if isinstance(cfg, dict) else None
+    if isinstance(cls, str):
+        cls = LOSSES.get(cls)
+    return dict(abnormality_vocab=vocab) if takes_abnormality_vocab(cls) else {}
+
+
+def load_prompts(path, abnormality_vocab=None):
+    """Read a zero-shot prompt file (format fixed in DESIGN.md) and check its keys.
+
+    Args:
+        path (str): the JSON file.
+        abnormality_vocab: the vocabulary the file must cover, every group and abnormality
+            and nothing else (a miss is a one-line ConfigError that names what is missing).
+            None: the groups of the default vocabulary, without requiring all of them. The
+            model always passes its vocabulary.
+    """
+    vocab = load_abnormality_vocab(abnormality_vocab)
     if not osp.isfile(path):
         raise ConfigError(f'prompt file {path} does not exist. Fix: --prompts FILE (format in '
                           'README, "Zero-shot prompts").')
@@ -308,10 +347,9 @@ def load_prompts(path):
     for key in ('organ_templates', 'abnormalities'):
         if key not in prompts:
             raise ConfigError(f'prompt file {path} has no {key!r} field (format in README).')
+    vocab.check_covers(prompts['abnormalities'], 'prompt file', path,
+                       complete=abnormality_vocab is not None)
     for group, entries in prompts['abnormalities'].items():
-        if group not in ORGAN_GROUPS:
-            raise ConfigError(f'prompt file {path}: abnormalities.{group} is not an organ group; '
-                              f'use {list(ORGAN_GROUPS)}.')
         for name, p in entries.items():
             if not p.get('positive') or not (p.get('negative') or prompts.get('normal_templates')):
                 raise ConfigError(f'prompt file {path}: abnormalities.{group}.{name} needs '

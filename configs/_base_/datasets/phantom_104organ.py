@@ -2,6 +2,10 @@
 # Point every dataloader at real data with tools/train.py --data-root DIR.
 data_root = 'data/phantom'
 organ_vocab = 'totalseg_v1'
+# The abnormality vocabulary (organ groups and their findings, ctglip/vocabularies/*.json): the one
+# key that the model, its losses, the report structurer and the zero-shot metrics all read
+# (tools hand it to every component that takes `abnormality_vocab`). 'default': the 16 findings.
+abnormality_vocab = 'default'
 phantom = dict(num_cases=200, seed=0)  # generated at data_root when it holds no manifest
 spacing = (5.0, 5.0, 5.0)  # mm, after resampling
 crop_size = (64, 64, 64)  # voxels

@@ -20,8 +20,8 @@ LLMReportStructurer`` (import the module first, or put it under ``projects/``).
 """
 from abc import ABCMeta, abstractmethod
 
-from ctglip.datasets.organs import all_abnormalities, organ_vocabulary
 from ctglip.utils.errors import ConfigError
+from ctglip.vocabularies import load_abnormality_vocab, organ_vocabulary
 
 STATUSES = ('normal', 'abnormal')
 
@@ -30,8 +30,9 @@ class BaseReportStructurer(metaclass=ABCMeta):
     """Turns free-text reports into ``findings``, ``status`` and ``abnormalities`` per organ.
 
     Organ keys are TotalSegmentator v1 names (``liver``, ``kidney_left``,
-    ``lung_upper_lobe_right``, ``vertebrae_L1``, ...); abnormality names come from the default
-    vocabulary (``ctglip.datasets.organs.ABNORMALITIES``).
+    ``lung_upper_lobe_right``, ``vertebrae_L1``, ...) unless the structurer is given another
+    organ vocabulary; abnormality names come from an abnormality vocabulary
+    (:mod:`ctglip.vocabularies`; the default one unless the structurer is given another).
     """
 
     @abstractmethod
@@ -56,14 +57,20 @@ class BaseReportStructurer(metaclass=ABCMeta):
         return [self.structure(report) for report in reports]
 
 
-def check_structured(result, vocab='totalseg_v1'):
+def check_structured(result, vocab='totalseg_v1', abnormality_vocab=None):
     """Check that a structurer returned the documented form; raise ``ValueError`` if not.
 
     Used by ``tools/structure_reports.py`` so that a plugged-in structurer that returns
     something else fails with a message that says what is wrong, not with a broken file.
+
+    Args:
+        result (dict): what ``structure()`` returned.
+        vocab: the organ vocabulary the organs must belong to.
+        abnormality_vocab: the abnormality vocabulary the names must belong to (None: the
+            default vocabulary).
     """
     organs = set(organ_vocabulary(vocab))
-    names = set(all_abnormalities())
+    names = set(load_abnormality_vocab(abnormality_vocab).names)
     if not isinstance(result, dict) or set(result) < {'findings', 'status', 'abnormalities'}:
         raise ValueError('a report structurer must return a dict with the keys findings, status '
                          f'and abnormalities; got {type(result).__name__} '

@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import FrozenSet
 
-from ctglip.datasets.organs import organ_group
+from ctglip.vocabularies import load_abnormality_vocab, organ_group
+from ctglip.vocabularies.organs import COARSE_ORGANS
 
 _I = re.IGNORECASE
 
@@ -53,6 +54,27 @@ def _t(kinds, pattern, abnormal=True, case=False):
 
 # Order only matters for equal spans; overlapping matches keep the leftmost, then the longest.
 _TERMS = (
+    # chest findings of the CT-RATE vocabulary: equal spans merge their kinds with ``other``
+    _t('atelectasis', r'atelecta\w*|fibroatelecta\w*'),
+    _t('consolidation', r'consolidat\w*'),
+    _t('opacity', r'ground[- ]glass(?: opacit\w*| densit\w*| attenuation)?|opacit\w*|'
+                  r'infiltrat\w*|air-?space (?:disease|opacit\w*)|crazy[- ]paving'),
+    _t('fibrosis', r'fibros\w*|fibrotic|scar\w*|sequela\w*|(?:parenchymal|fibrotic) bands?|'
+                   r'fibroatelecta\w*|honeycomb\w*'),
+    _t('mosaic', r'mosaic(?: attenuation| perfusion| pattern| oligemia)?|air[- ]trapping'),
+    _t('bronchiectasis', r'bronchiectas\w*|bronchiectatic|bronchiolectas\w*'),
+    _t('effusion', r'effusions?|(?:pleural|pericardial) fluid'),
+    _t('fluid', r'(?:free|peri\w+) fluid|fluid collections?'),
+    _t('atherosclerosis', r'atheroscl\w*|atheromat\w*|plaques?'),
+    _t('hernia', r'hernia\w*|herniat\w*'),
+    _t('lymphadenopathy', r'lymphadenopath\w*|adenopathy'),
+    _t('device other', r'pacemakers?|(?:cardioverter[- ])?defibrillators?|ICD|AICD|'
+                       r'(?:pacemaker|pacing|ICD) leads?|sternotomy(?: wires?)?|'
+                       r'(?:sternal|cerclage) wires?|(?:central (?:venous )?|venous |port )?'
+                       r'catheters?|port-a-cath|(?:chest|venous|infusion) port|'
+                       r'(?:endotracheal|nasogastric|tracheostomy|feeding|chest) tubes?|'
+                       r'prosthetic (?:aortic |mitral )?valves?|valve (?:replacement|prosthesis)|'
+                       r'(?:embolization )?coils?|(?:stent[- ])?grafts?|stents?|surgical clips?'),
     _t('mass', r'cystic (?:mass\w*|neoplasm\w*|tumou?r\w*)|mass(?:es)?(?! effect)|tumou?rs?|'
                r'neoplasm\w*|neoplastic|malignan\w*|metasta\w*|\w*carcinoma\w*|hepatoma|lymphoma|'
                r'hemangioma\w*|haemangioma\w*|adenomas?|focal nodular hyperplasia|myelolipoma\w*|'
@@ -117,6 +139,14 @@ _TERMS = (
     _t('collecting_cue', r'collecting systems?|pelvi-?ca?l[iy]ceal|pelvocal[iy]ceal|renal pelvis|'
                          r'calyces|calices|calyceal|caliceal', abnormal=False),
     _t('wall_cue', r'walls?|mural', abnormal=False),
+    _t('septal_cue', r'(?:interlobular |intralobular )?sept(?:al|a|um)|kerley', abnormal=False),
+    _t('bronchial_cue', r'peri-?bronchial|bronchial walls?|bronchial|bronchi|airway walls?|'
+                        r'peribronchovascular', abnormal=False),
+    _t('pleural_cue', r'pleura\w*|hemithora\w*', abnormal=False),
+    _t('pericardial_cue', r'pericardi\w*', abnormal=False),
+    _t('coronary_cue', r'coronar(?:y|ies)|LAD|RCA|circumflex|left main', abnormal=False),
+    _t('hiatal_cue', r'hiatal|hiatus|para-?esophageal', abnormal=False),
+    _t('lymph_cue', r'lymph nodes?|nodes', abnormal=False),
 )
 
 # --- negation -----------------------------------------------------------------------------
@@ -132,17 +162,24 @@ _PSEUDO = re.compile(
     _I)
 _PRE_NEG = re.compile(
     r'\b(?:no evidence (?:of|for)|without (?:evidence|signs?) of|no (?:signs?|findings?) of|'
-    r'negative for|free of|absence of|rather than|resolution of|no|without|nor|neither|never)\b',
+    r'negative for|free of|absence of|rather than|resolution of|no|without|nor|neither|never)\b|'
+    r'^\W*(?:interval(?:ly)?\s+)?(?:resolved|cleared)\b',  # ``Resolved right pleural effusion.``
     _I)
 _NOT = re.compile(r'\b(?:not|cannot|can not)\b', _I)
 _POST_NEG = re.compile(
     r'\b(?:(?:is|are|was|were|has been|have been)\s+)?(?:not\s+(?:seen|identified|visuali[sz]ed|'
     r'demonstrated|present|detected|evident|appreciated|noted|observed|visible|found|apparent)|'
     r'no longer (?:seen|visuali[sz]ed|visible|present|identified|evident|demonstrated|apparent)|'
-    r'(?:has |have )?resolved|excluded|ruled out)\b',
+    r'(?:has |have )?(?:resolved|cleared|disappeared)|excluded|ruled out)\b',
     _I)
 _ABSENT = re.compile(r'\b(?:is|are|was|were)\s+absent\b', _I)
 _SCOPE_END = re.compile(r'\b(?:there (?:is|are)|which|with the exception)\b', _I)
+# A comma ends a negation's scope when what follows it is stated as present: ``No splenomegaly,
+# hepatic cyst noted``, ``No pneumothorax, small right pleural effusion`` (a list of negated
+# findings has no such verb or size: ``No focal lesion, splenomegaly, or ascites``).
+_COMMA_POSITIVE = re.compile(
+    r',\s*(?=(?:(?:a|an|small|mild|moderate|large|trace|minimal|tiny|\d+(?:\.\d+)?\s*(?:mm|cm))\b'
+    r'|[^,]*\b(?:noted|seen|present|identified|demonstrated|is|are)\b))', _I)
 
 
 def _mask(text, spans):
@@ -184,6 +221,8 @@ def find_terms(clause):
     for m in _PRE_NEG.finditer(masked):
         end = _SCOPE_END.search(masked, m.end())
         stop = end.start() if end else len(masked)
+        comma = _COMMA_POSITIVE.search(masked, m.end(), stop)
+        stop = comma.start() if comma else stop
         negated.update(i for i, t in enumerate(terms) if m.end() <= t.start < stop)
     for m in _NOT.finditer(masked):
         words = list(re.finditer(r'\S+', masked[m.end():]))[:3]
@@ -240,20 +279,84 @@ def split_clauses(sentence):
 
 # --- abnormality vocabulary ---------------------------------------------------------------
 
-def vocabulary_names(organ, kinds, cues):
-    """Abnormality names of the default vocabulary for one organ in one clause.
+_HEART = frozenset(COARSE_ORGANS['heart']) | {'heart'}
+_LUNG = frozenset(COARSE_ORGANS['lung']) | {'lung', 'lung_left', 'lung_right'}
+_ARTERIES = frozenset({'aorta', 'brachiocephalic_trunk', 'subclavian_artery_left',
+                       'subclavian_artery_right', 'common_carotid_artery_left',
+                       'common_carotid_artery_right', 'pulmonary_artery', 'iliac_artery_left',
+                       'iliac_artery_right'})
+
+
+def chest_names(organ, kinds, cues):
+    """Chest findings (the CT-RATE vocabulary's names) for one organ in one clause."""
+    names = []
+    plaque = kinds & {'calcification', 'atherosclerosis'}
+    if 'device' in kinds:
+        names.append('medical material')
+    if organ in _HEART:
+        if 'enlarged' in kinds:
+            names.append('cardiomegaly')
+        if 'effusion' in kinds or ('fluid' in kinds and 'pericardial_cue' in cues):
+            names.append('pericardial effusion')
+        if plaque and 'coronary_cue' in cues:
+            names.append('coronary artery wall calcification')
+    if organ in _ARTERIES and plaque:
+        names.append('arterial wall calcification')
+    if organ in ('esophagus', 'stomach') and 'hernia' in kinds and 'hiatal_cue' in cues:
+        names.append('hiatal hernia')
+    if organ in _LUNG:
+        for kind in ('atelectasis', 'consolidation', 'bronchiectasis'):
+            if kind in kinds:
+                names.append(kind)
+        if 'opacity' in kinds and 'consolidation' not in kinds:
+            names.append('lung opacity')
+        if 'fibrosis' in kinds:
+            names.append('pulmonary fibrotic sequela')
+        if 'mosaic' in kinds:
+            names.append('mosaic attenuation pattern')
+        if 'thickening' in kinds and 'septal_cue' in cues:
+            names.append('interlobular septal thickening')
+        elif 'thickening' in kinds and 'bronchial_cue' in cues:
+            names.append('peribronchial thickening')
+    if (organ in _LUNG or organ == 'pleura') and 'effusion' in kinds and \
+            'pericardial_cue' not in cues:
+        names.append('pleural effusion')
+    if 'lymphadenopathy' in kinds or ('lymph_cue' in cues and 'enlarged' in kinds):
+        names.append('lymphadenopathy')
+    return names
+
+
+def vocabulary_names(organ, kinds, cues, vocabulary=None):
+    """Abnormality names of a vocabulary for one organ in one clause.
+
+    The rules know the default vocabulary's 16 findings (by the organ's default group) and the
+    chest findings of the CT-RATE vocabulary (:func:`chest_names`); the names returned are
+    those that the vocabulary gives the organ.
 
     Args:
-        organ: a TotalSegmentator v1 organ name.
+        organ: a TotalSegmentator organ name (or a coarse one: ``heart``, ``lung``).
         kinds: kinds of the non-negated abnormal terms that belong to the organ.
         cues: kinds of every non-negated term and cue of the clause (``cyst_cue``,
             ``mass_cue``, ``duct_cue``, ``collecting_cue``, ``wall_cue``, ...).
+        vocabulary: the abnormality vocabulary (None: the default one).
 
     Returns:
-        list[str]: names from ``ABNORMALITIES[organ_group(organ)]`` (empty for organs outside
-        the seven groups and for abnormal findings the vocabulary does not cover).
+        list[str]: names of ``vocabulary.abnormalities_of(organ)`` (empty for organs outside
+        its groups and for abnormal findings the vocabulary does not cover).
     """
+    allowed = load_abnormality_vocab(vocabulary).abnormalities_of(organ)
+    if not allowed:
+        return []
+    names = [n for n in _default_names(organ, kinds, cues) + chest_names(organ, kinds, cues)
+             if n in allowed]
+    return list(dict.fromkeys(names))
+
+
+def _default_names(organ, kinds, cues):
+    """The default vocabulary's names, by the organ's default group."""
     group = organ_group(organ)
+    if group is None and organ in ('lung', 'lung_left', 'lung_right'):
+        group = 'lung'
     names = []
     lesion_cyst = 'lesion' in kinds and 'cyst_cue' in cues and 'mass_cue' not in cues
     lesion_mass = 'lesion' in kinds and 'mass_cue' in cues

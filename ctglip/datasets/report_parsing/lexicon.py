@@ -437,6 +437,12 @@ def _side_before(text, start, bound):
     return side_in(window)
 
 
+def _side_within(span):
+    """A side stated inside a mention (``left lung base``), else None."""
+    side = side_in(span)
+    return side if side in ('left', 'right') else None
+
+
 def find_mentions(text):
     """All organ mentions of a sentence, in text order, with laterality resolved.
 
@@ -480,7 +486,7 @@ def find_mentions(text):
             organs = templates
             stated = 'fixed'
         elif any('{side}' in t for t in templates):
-            stated = side or _side_before(text, s, prev_end)
+            stated = side or _side_before(text, s, prev_end) or _side_within(text[s:e])
             if stated is None:
                 post = _POST_SIDE.match(text[e:min(e + 30, next_start)])
                 if post and not re.match(r'\s*\w', text[e + post.end():next_start]) and \

@@ -18,18 +18,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
-from ctglip.datasets.organs import organ_vocabulary
 from ctglip.datasets.report_parsing.base import BaseReportStructurer
 from ctglip.datasets.report_parsing.findings import find_terms, split_clauses, vocabulary_names
 from ctglip.datasets.report_parsing.lexicon import (LUNG_LOBES, OrganMention, find_mentions,
                                                     is_location_only, side_in)
 from ctglip.datasets.report_parsing.sentences import split_report
 from ctglip.registry import REPORT_STRUCTURERS
+from ctglip.vocabularies import load_abnormality_vocab, organ_vocabulary
+from ctglip.vocabularies.organs import organs_in
 
 # Text between two organ mentions that makes them one group: lists (``liver, spleen and
 # kidneys``) and extension (``IVC extending into the right atrium``, ``L4 on L5``).
 _COORDINATION = re.compile(
-    r'^[\s,/&]*(?:(?:and/or|and|or|as well as|nor|plus|on|to|into|through|'
+    r'^(?:\s+(?:arch|root|bulb|wall|walls|parenchyma|arteries|artery|vessels|origins?|'
+    r'glands?|lobes?))?'
+    r'[\s,/&]*(?:(?:and/or|and|or|as well as|nor|plus|on|to|into|through|'
     r'(?:extending|extends|extension) (?:in)?to)\s+)?(?:the\s+)?'
     r'(?:(?:left|right|both|bilateral)\s+)?$', re.IGNORECASE)
 # A finding followed (within a few words) by one of these is about the next organ:
@@ -83,6 +86,7 @@ def _select_mentions(text, clause_mentions, clause_terms, offset, sentence_menti
                          m.generic, m.scope)
             if m.side is None and _on_side(m.organs, side) != m.organs else m
             for m in clause_mentions]
+    clause_mentions = _refine_by_lung_zone(text, clause_mentions)
     consumed = [m for m in clause_mentions if not m.organs]
     mentions = [m for m in clause_mentions if m.organs]
     located = [m for m in mentions if not is_location_only(text, m)]
@@ -122,6 +126,33 @@ def _select_mentions(text, clause_mentions, clause_terms, offset, sentence_menti
     # spans that name no organ (``renal artery``, ``ureterovesical junction``) stay as targets
     # so that a finding about them is not given to an organ
     return sorted(kept + consumed, key=lambda m: m.start)
+
+
+_ZONE = re.compile(r'\b(?:bases?|basilar|bibasal|bibasilar|apex|apices|apical|biapical)\b',
+                   re.IGNORECASE)
+_ZONE_LEAD = re.compile(r'\b(?:at|in|along|of|involving)\s+(?:the\s+)?(?:(?:visuali[sz]ed|'
+                        r'imaged|included|partially imaged)\s+)?$', re.IGNORECASE)
+
+
+def _refine_by_lung_zone(text, mentions):
+    """``pleural effusions at the lung bases``: a lung-wide mention followed by a zone of the
+    lungs (bases, apices) in the same clause means the lobes of that zone."""
+    lobes = set(LUNG_LOBES)
+    zones = [m for m in mentions if m.organs and set(m.organs) < lobes and
+             _ZONE.search(text[m.start:m.end]) and _ZONE_LEAD.search(text[:m.start])]
+    if not zones:
+        return mentions
+    out = []
+    for m in mentions:
+        wide = m.organs and set(m.organs) <= lobes and m not in zones
+        after = [z for z in zones if z.start >= m.end]
+        if wide and after:
+            zone = set(after[0].candidates)
+            refined = tuple(o for o in m.organs if o in zone) or m.organs
+            m = OrganMention(m.start, m.end, refined, m.candidates, m.side, m.implied, m.generic,
+                             m.scope)
+        out.append(m)
+    return out
 
 
 def _groups(text, mentions):
@@ -169,7 +200,7 @@ def _restrict_to_side(organs, clause):
     return _on_side(organs, side) if side in ('left', 'right') else organs
 
 
-def analyze_sentence(text, context_organs=(), order=None):
+def analyze_sentence(text, context_organs=(), order=None, vocabulary=None):
     """Organs, status and abnormality names of one sentence.
 
     Args:
@@ -177,6 +208,7 @@ def analyze_sentence(text, context_organs=(), order=None):
         context_organs: organs to use when the sentence names none (from an organ header or
             the sentence before).
         order: ``{organ: index}`` for the output order (v1 vocabulary order by default).
+        vocabulary: the abnormality vocabulary of the names (None: the default one).
 
     Returns:
         SentenceFindings
@@ -238,7 +270,7 @@ def analyze_sentence(text, context_organs=(), order=None):
                 status[o] = 'abnormal'
             else:
                 status.setdefault(o, 'normal')
-            for name in vocabulary_names(o, kinds[o], cues):
+            for name in vocabulary_names(o, kinds[o], cues, vocabulary):
                 names.setdefault(o, [])
                 if name not in names[o]:
                     names[o].append(name)
@@ -260,7 +292,13 @@ class RuleBasedReportStructurer(BaseReportStructurer):
 
     Args:
         vocab: organ vocabulary of the output (a scheme name, a JSON class map or a list of
-            names); organs outside it are left out. Default: the 104 TotalSegmentator v1 organs.
+            names). The rules read v1 organs; one outside ``vocab`` stands for the coarse organ
+            of ``vocab`` that holds it (v2's ``heart``, a region mask's ``lung``), else it is
+            left out. Default: the 104 TotalSegmentator v1 organs.
+        abnormality_vocab: the abnormality vocabulary of the names (configs set the top-level
+            key ``abnormality_vocab``; None: the default vocabulary). Its findings that name
+            no organ (``Mediastinal lymphadenopathy.``, ``Sternotomy wires.``) go to the organs
+            of their group.
 
     Example:
         >>> s = RuleBasedReportStructurer()
@@ -268,14 +306,18 @@ class RuleBasedReportStructurer(BaseReportStructurer):
         {'kidney_right': 'normal', 'kidney_left': 'normal', 'gallbladder': 'abnormal'}
     """
 
-    def __init__(self, vocab='totalseg_v1'):
+    def __init__(self, vocab='totalseg_v1', abnormality_vocab=None):
         self.vocab = organ_vocabulary(vocab)
         self._order = {o: i for i, o in enumerate(self.vocab)}
+        self.abnormality_vocab = load_abnormality_vocab(abnormality_vocab)
 
     def structure_sentence(self, sentence, context_organs=()):
         """Organs, status and abnormalities of one sentence (no header or context handling)."""
-        result = analyze_sentence(sentence, context_organs, self._order)
-        return self._restrict(result)
+        result = analyze_sentence(sentence, context_organs, _V1_ORDER, self.abnormality_vocab)
+        result = self._restrict(result)
+        if not result.organs and not context_organs:
+            result = self._organless(sentence)
+        return result
 
     def structure(self, report):
         """Structure one report; see :meth:`BaseReportStructurer.structure`."""
@@ -309,8 +351,56 @@ class RuleBasedReportStructurer(BaseReportStructurer):
                     abnormalities={o: abnormalities[o] for o in organs})
 
     def _restrict(self, result):
+        """Map the v1 organs of a result into the output vocabulary (coarse organs merge:
+        abnormal wins, names are united)."""
         if len(self.vocab) == len(_V1_ORDER) and set(self.vocab) == set(_V1_ORDER):
             return result
-        organs = tuple(o for o in result.organs if o in self._order)
-        return SentenceFindings(organs, {o: result.status[o] for o in organs},
-                                {o: result.abnormalities[o] for o in organs})
+        status, names = {}, {}
+        for organ in result.organs:
+            for target in organs_in(organ, self._order):
+                if result.status[organ] == 'abnormal' or target not in status:
+                    status[target] = result.status[organ]
+                merged = names.setdefault(target, [])
+                merged.extend(n for n in result.abnormalities[organ] if n not in merged)
+        organs = _ordered(status, self._order)
+        allowed = self.abnormality_vocab.abnormalities_of  # a coarse organ's own names
+        return SentenceFindings(organs, {o: status[o] for o in organs},
+                                {o: [n for n in names[o] if n in allowed(o)] for o in organs})
+
+    def _organless(self, sentence):
+        """A sentence that names no organ but a finding of the vocabulary that has no organ
+        word of its own (lymphadenopathy, medical material): the organs of its group."""
+        vocab = self.abnormality_vocab
+        wanted = [n for n in _ORGANLESS if vocab.group_of(n) is not None]
+        if not wanted:
+            return SentenceFindings()
+        found, negated = set(), set()
+        for cs, ce in split_clauses(sentence):
+            terms = find_terms(sentence[cs:ce])
+            cues = set().union(*(t.kinds for t in terms if not t.negated)) if terms else set()
+            for t in terms:
+                for name in wanted:
+                    if _ORGANLESS[name](t.kinds, cues):
+                        (negated if t.negated else found).add(name)
+        status, names = {}, {}
+        for name in [n for n in wanted if n in found or n in negated]:
+            for organ in vocab.groups[vocab.group_of(name)]:
+                if organ not in self._order:
+                    continue
+                if name in found:
+                    status[organ] = 'abnormal'
+                    names.setdefault(organ, []).append(name)
+                else:
+                    status.setdefault(organ, 'normal')
+                    names.setdefault(organ, [])
+        organs = _ordered(status, self._order)
+        return SentenceFindings(organs, {o: status[o] for o in organs},
+                                {o: names[o] for o in organs})
+
+
+# findings that report text often gives without an organ word, and how a term shows them
+_ORGANLESS = {
+    'lymphadenopathy': lambda kinds, cues: 'lymphadenopathy' in kinds or (
+        'enlarged' in kinds and 'lymph_cue' in cues),
+    'medical material': lambda kinds, cues: 'device' in kinds,
+}

@@ -16,8 +16,15 @@ import os.path as osp
 
 from ctglip.utils.errors import DataError
 
-DEFAULT_DATA = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__))))), 'tests', 'data', 'report_sentences.jsonl')
+_TEST_DATA = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__))))), 'tests', 'data')
+DEFAULT_DATA = osp.join(_TEST_DATA, 'report_sentences.jsonl')
+# Sentences in the style of real reports, one ``category`` each (section headers, lobe
+# abbreviations, hedges, resolved and unchanged findings, lung bases, several organs, negation
+# scope, lesions named by their look, chest findings of the ct_rate vocabulary). Each category's
+# rows alternate between ``split`` ``rules`` (read while writing rules) and ``heldout`` (never
+# read for that). A row may name the ``vocabulary`` its names come from (default: ``default``).
+REAL_STYLE_DATA = osp.join(_TEST_DATA, 'report_sentences_real_style.jsonl')
 
 
 def load_labelled(path=DEFAULT_DATA):
@@ -94,32 +101,38 @@ def score_structurer(structurer, sentences, reports=()):
     for level, rows in (('sentence', sentences), ('report', reports)):
         counts = []
         for row in rows:
-            result = structurer.structure(row['text'])
-            if level == 'sentence':
-                expected_status = {o: row['status'][o] for o in row['organs']}
-            else:
-                expected_status = row['status']
-            c = _compare(expected_status, row.get('abnormalities', {}), result)
+            c, error = _score_row(structurer, row, level)
             counts.append(c)
-            pred = result['status']
-            diff = {}
-            if not c['exact']:
-                diff['missing'] = sorted(set(expected_status) - set(pred))
-                diff['extra'] = sorted(set(pred) - set(expected_status))
-            wrong_status = sorted(o for o in set(pred) & set(expected_status)
-                                  if pred[o] != expected_status[o])
-            if wrong_status:
-                diff['status'] = {o: pred[o] for o in wrong_status}
-            wrong_abn = {o: result['abnormalities'].get(o, []) for o in set(pred) & set(
-                expected_status) if set(result['abnormalities'].get(o, [])) != set(
-                row.get('abnormalities', {}).get(o, []))}
-            if wrong_abn:
-                diff['abnormalities'] = wrong_abn
-            if diff:
-                errors.append(dict(id=row.get('id'), text=row['text'], **diff))
+            if error:
+                errors.append(error)
         out[level] = _summarise(counts)
     out['errors'] = errors
     return out
+
+
+def _score_row(structurer, row, level):
+    """Counts of one labelled row, and what differs (None when it is exactly right)."""
+    result = structurer.structure(row['text'])
+    if level == 'sentence':
+        expected_status = {o: row['status'][o] for o in row['organs']}
+    else:
+        expected_status = row['status']
+    c = _compare(expected_status, row.get('abnormalities', {}), result)
+    pred = result['status']
+    diff = {}
+    if not c['exact']:
+        diff['missing'] = sorted(set(expected_status) - set(pred))
+        diff['extra'] = sorted(set(pred) - set(expected_status))
+    wrong_status = sorted(o for o in set(pred) & set(expected_status)
+                          if pred[o] != expected_status[o])
+    if wrong_status:
+        diff['status'] = {o: pred[o] for o in wrong_status}
+    wrong_abn = {o: result['abnormalities'].get(o, []) for o in set(pred) & set(
+        expected_status) if set(result['abnormalities'].get(o, [])) != set(
+        row.get('abnormalities', {}).get(o, []))}
+    if wrong_abn:
+        diff['abnormalities'] = wrong_abn
+    return c, (dict(id=row.get('id'), text=row['text'], **diff) if diff else None)
 
 
 METRIC_LABELS = (
@@ -149,4 +162,63 @@ def markdown_table(columns, command):
     for label, key in METRIC_LABELS:
         cells = [f'{m[key]:.3f}' if key in m else '-' for _, m in columns]
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+CATEGORY_METRICS = (
+    ('organ set exact', 'organ_exact'),
+    ('organ F1', 'organ_f1'),
+    ('normal/abnormal', 'status_accuracy'),
+    ('names exact', 'abnormality_exact'),
+    ('names F1', 'abnormality_f1'),
+)
+
+
+def score_by_category(structurers, sentences, split=None):
+    """Sentence metrics per ``category`` (and over all rows, key ``all``).
+
+    Args:
+        structurers (Callable[[str | None], BaseReportStructurer]): the structurer for a row's
+            ``vocabulary`` (None: the default vocabulary).
+        sentences (list[dict]): labelled sentence rows with ``category``.
+        split (str, optional): score only the rows of this split.
+
+    Returns:
+        tuple: ``({category: metrics}, errors)``; categories in the order of their first row,
+        then ``all``.
+    """
+    rows = [r for r in sentences if split is None or r.get('split') == split]
+    by_category, errors = {}, []
+    for row in rows:
+        c, error = _score_row(structurers(row.get('vocabulary')), row, 'sentence')
+        by_category.setdefault(row.get('category', 'uncategorised'), []).append(c)
+        if error:
+            errors.append(error)
+    out = {category: _summarise(counts) for category, counts in by_category.items()}
+    out['all'] = _summarise([c for counts in by_category.values() for c in counts])
+    return out, errors
+
+
+def category_table(columns, command):
+    """A Markdown table: one row per category, metrics of each column.
+
+    Args:
+        columns: ``[(title, {category: metrics}, keys)]`` where ``keys`` are metric keys of
+            :data:`CATEGORY_METRICS` (None: all of them); the first column's categories give
+            the rows and its ``n`` is shown.
+        command: the command line shown above the table (None: no command line).
+    """
+    labels = dict((key, label) for label, key in CATEGORY_METRICS)
+    columns = [(title, scores, keys or [k for _, k in CATEGORY_METRICS])
+               for title, scores, keys in columns]
+    head = ['category', 'n'] + [f'{labels[key]}, {title}' for title, _, keys in columns
+                                for key in keys]
+    lines = ([f'`{command}`', ''] if command else []) + [
+        '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+    for category, first in columns[0][1].items():
+        cells = [category if category != 'all' else '**all**', str(first.get('n', 0))]
+        for _, by_category, keys in columns:
+            m = by_category.get(category, {})
+            cells += [f'{m[key]:.3f}' if key in m else '-' for key in keys]
+        lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

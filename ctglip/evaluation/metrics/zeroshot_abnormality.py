@@ -10,22 +10,22 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from ctglip.datasets.organs import ABNORMALITIES, organ_group
-from ctglip.evaluation.functional import (THRESHOLD_RULES, auc, bootstrap_ci, confusion_counts,
-                                          macro_mean, rates_from_counts, select_threshold,
-                                          weighted_auc)
+from ctglip.evaluation.functional import (RATES, THRESHOLD_RULES, auc, bootstrap_ci,
+                                          confusion_counts, macro_mean, rates_from_confusion,
+                                          select_threshold, weighted_auc)
 from ctglip.evaluation.metrics.zeroshot_organ import sample_field
 from ctglip.registry import METRICS
 from ctglip.utils.errors import ConfigError, DataError
+from ctglip.vocabularies import default_vocabulary, load_abnormality_vocab
 
 THRESHOLDS_FILE = 'abn_thresholds.json'
-_RATES = ('f1', 'ppv', 'sensitivity')
+_RATES = ('f1', 'ppv', 'sensitivity')  # the default rates (fixed metric keys)
+LEVELS = ('organ', 'study')
 # warn when more than this fraction of bootstrap resamples lose an abnormality of the point
 # estimate (one class absent) and are skipped: the interval then describes the resamples that
 # keep every abnormality, a narrower question than the one asked
 MAX_SKIPPED_FRACTION = 0.1
-_DEFAULT_ORDER = {(g, a): i for i, (g, a) in enumerate(
-    (g, a) for g, names in ABNORMALITIES.items() for a in names)}
+_DEFAULT_ORDER = default_vocabulary().order()
 
 
 def load_thresholds(thresholds):
@@ -76,14 +76,18 @@ def load_thresholds(thresholds):
 class ZeroShotAbnormalityDetection(BaseMetric):
     """Zero-shot abnormality detection over (study, organ, abnormality) units.
 
-    A unit is one abnormality of an organ's group in one study: its score is
-    ``abn_scores[organ][abnormality]`` and its label whether the study's ground truth lists that
-    abnormality for that organ. Units of one abnormality are pooled over the organs of its group
-    (both kidneys, the five lung lobes) and over studies; an organ outside the organ groups of
-    :data:`~ctglip.datasets.organs.ORGAN_GROUPS` (custom prompts) is a group of its own.
-    Studies whose ``abnormalities`` is None are left out and counted.
+    With ``level='organ'`` (default) a unit is one abnormality of an organ's group in one
+    study: its score is ``abn_scores[organ][abnormality]`` and its label whether the study's
+    ground truth lists that abnormality for that organ. Units of one abnormality are pooled over
+    the organs of its group (both kidneys, the five lung lobes) and over studies; an organ
+    outside the groups of the abnormality vocabulary (custom prompts) is a group of its own.
+    With ``level='study'`` a unit is one abnormality in one study, as in the CT-CLIP and fVLM
+    tables of CT-RATE's per-volume labels: its score is the highest score of the abnormality
+    over the organs of the study, and its label whether the ground truth lists the abnormality
+    for any organ. Studies whose ``abnormalities`` is None are left out and counted.
 
-    Per abnormality: AUC, and F1, PPV and sensitivity at the operating threshold
+    Per abnormality: AUC, and the ``rates`` (default F1, PPV and sensitivity) at the operating
+    threshold
     (``score >= threshold`` is positive). The threshold is chosen on a calibration set (the
     validation split) by ``threshold_rule`` (see :func:`~ctglip.evaluation.functional.
     select_threshold`) and applied unchanged to the test split by passing ``thresholds``
@@ -102,7 +106,8 @@ class ZeroShotAbnormalityDetection(BaseMetric):
 
     Metric keys (under ``prefix``), all numbers:
 
-    - ``abn_auc``, ``abn_f1``, ``abn_ppv``, ``abn_sensitivity``: macro over the evaluable
+    - ``abn_auc``, ``abn_f1``, ``abn_ppv``, ``abn_sensitivity`` (and any other of ``rates``:
+      ``abn_accuracy``, ``abn_specificity``, ``abn_f1_weighted``): macro over the evaluable
       abnormalities;
     - ``abn_<m>_ci_low`` / ``abn_<m>_ci_high``: percentile bootstrap over studies (or
       patients), ``abn_bootstrap_used`` / ``abn_bootstrap_skipped``: resamples used / skipped
@@ -137,6 +142,12 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         prefix (str): the metric key prefix.
         collect_device (str): ``cpu`` or ``gpu``, for gathering results across ranks.
         collect_dir (str, optional): the folder used to gather results on cpu.
+        abnormality_vocab: the abnormality vocabulary (groups of the metric keys and their
+            order); configs set the top-level key ``abnormality_vocab``. None: the default.
+        level (str): ``organ`` or ``study`` units (see above).
+        rates (Sequence[str]): the threshold metrics, from ``f1``, ``ppv`` (precision),
+            ``sensitivity``, ``specificity``, ``accuracy`` and ``f1_weighted`` (the support-
+            weighted F1 of both classes that CT-CLIP and fVLM report as F1).
 
     Example:
         >>> val_evaluator = dict(type='ZeroShotAbnormalityDetection', out_dir='work_dirs/val')
@@ -149,8 +160,19 @@ class ZeroShotAbnormalityDetection(BaseMetric):
     def __init__(self, thresholds=None, threshold_rule='nearest_01', n_bootstrap=1000, seed=0,
                  bootstrap_unit='study',
                  ci_level=0.95, out_dir=None, strict=True, prefix='zeroshot',
-                 collect_device='cpu', collect_dir=None):
+                 collect_device='cpu', collect_dir=None, abnormality_vocab=None, level='organ',
+                 rates=_RATES):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        if level not in LEVELS:
+            raise ConfigError(f"ZeroShotAbnormalityDetection level={level!r}; use 'organ' or "
+                              "'study'.")
+        unknown = [r for r in rates if r not in RATES] if not isinstance(rates, str) else [rates]
+        if unknown or not rates:
+            raise ConfigError(f'ZeroShotAbnormalityDetection rates={rates!r}: use a list of '
+                              f'{", ".join(RATES)}')
+        self.level = level
+        self.rates = tuple(rates)
+        self.abnormality_vocab = load_abnormality_vocab(abnormality_vocab)
         if threshold_rule not in THRESHOLD_RULES:
             raise ConfigError(f'ZeroShotAbnormalityDetection threshold_rule={threshold_rule!r} '
                               f'is unknown; use one of {", ".join(THRESHOLD_RULES)}')
@@ -222,26 +244,43 @@ class ZeroShotAbnormalityDetection(BaseMetric):
                                 f'probability}}}}, got {type(abn_scores).__name__}')
             groups, names, scores, labels = [], [], [], []
             for organ, organ_scores in abn_scores.items():
-                group = organ_group(organ) or organ
                 for abnormality, score in organ_scores.items():
                     score = float(score)
                     if not np.isfinite(score):
                         raise DataError(f'abn_scores of case {case!r} has a non-finite score '
                                         f'{score} for {organ!r} / {abnormality!r}; the model '
                                         'output is broken')
-                    groups.append(group)
+                    groups.append(self.abnormality_vocab.unit_group(organ, abnormality))
                     names.append(abnormality)
                     scores.append(score)
                     labels.append(abnormality in truth.get(organ, ()))
-            unscored = [f'{organ}: {abnormality}' for organ, found in truth.items()
-                        for abnormality in found
-                        if abnormality not in abn_scores.get(organ, {})]
+            if self.level == 'study':
+                groups, names, scores, labels, unscored = self._study_units(
+                    groups, names, scores, truth)
+            else:
+                unscored = [f'{organ}: {abnormality}' for organ, found in truth.items()
+                            for abnormality in found
+                            if abnormality not in abn_scores.get(organ, {})]
             self.results.append(dict(
                 excluded=False, patient=sample.get('patient_id'),
                 group=np.array(groups, dtype=str),
                 abnormality=np.array(names, dtype=str),
                 score=np.array(scores, dtype=np.float64), label=np.array(labels, dtype=bool),
                 unscored=unscored))
+
+    @staticmethod
+    def _study_units(groups, names, scores, truth):
+        """One unit per (group, abnormality) of a study: the highest score over its organs,
+        positive when the ground truth lists the abnormality for any organ."""
+        best = {}
+        for key, score in zip(zip(groups, names), scores):
+            best[key] = max(score, best.get(key, -np.inf))
+        present = {a for found in truth.values() for a in found}
+        keys = list(best)
+        scored = {a for _, a in keys}
+        unscored = [f'study: {a}' for a in sorted(present - scored)]
+        return ([g for g, _ in keys], [a for _, a in keys], [best[k] for k in keys],
+                [a in present for _, a in keys], unscored)
 
     @staticmethod
     def _check_truth(case, truth):
@@ -285,14 +324,15 @@ class ZeroShotAbnormalityDetection(BaseMetric):
             unit['threshold'] = thresholds.get(unit['key'])
 
         metrics = {}
-        per_unit = {m: {} for m in ('auc',) + _RATES}
+        per_unit = {m: {} for m in ('auc',) + self.rates}
         for unit in units:
             group, abnormality = unit['key']
             values = dict(auc=auc(unit['score'], unit['label']))
             if unit['threshold'] is not None:
                 counts = confusion_counts(unit['score'], unit['label'], unit['threshold'])
-                rates = rates_from_counts(counts['tp'], counts['fp'], counts['fn'])
-                values.update({m: float(rates[m]) for m in _RATES})
+                rates = rates_from_confusion(counts['tp'], counts['fp'], counts['fn'],
+                                             counts['tn'])
+                values.update({m: float(rates[m]) for m in self.rates})
                 metrics[f'abn_threshold/{group}/{abnormality}'] = unit['threshold']
             for m, value in values.items():
                 per_unit[m][unit['key']] = value
@@ -310,7 +350,7 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         metrics['abn_num_studies'] = len(included)
         metrics['abn_num_excluded_studies'] = n_excluded
         metrics['abn_num_evaluable'] = len(units)
-        self._log_table(units, per_unit)
+        self._log_table(units, per_unit, self.rates)
 
         if self_calibrated and self.out_dir:
             self._write_thresholds(units, len(included))
@@ -339,8 +379,9 @@ class ZeroShotAbnormalityDetection(BaseMetric):
             label = np.concatenate([r['label'] for r in included])
         else:
             study = group = name = score = label = np.zeros(0)
+        order = self.abnormality_vocab.order()
         keys = sorted(set(zip(group.tolist(), name.tolist())),
-                      key=lambda k: (_DEFAULT_ORDER.get(k, len(_DEFAULT_ORDER)), k))
+                      key=lambda k: (order.get(k, len(order)), k))
         units, skipped = [], []
         for key in keys:
             mask = (group == key[0]) & (name == key[1])
@@ -413,7 +454,8 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         """
         if not self.n_bootstrap:
             return {}
-        names = ('auc',) + _RATES
+        rate_names = self.rates
+        names = ('auc',) + rate_names
         rated = [unit for unit in units if unit['threshold'] is not None]
         # resamples in which each unit had one class absent, for the warning below
         lost = np.zeros(len(units), dtype=np.int64)
@@ -421,7 +463,7 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         def statistic(weights):
             evaluable = np.ones((len(weights), len(units)), dtype=bool)
             auc_per = np.empty((len(weights), len(units)))
-            rate_per = {m: np.empty((len(weights), len(rated))) for m in _RATES}
+            rate_per = {m: np.empty((len(weights), len(rated))) for m in rate_names}
             k = 0
             for j, unit in enumerate(units):
                 w = weights[:, unit['study']]
@@ -433,15 +475,16 @@ class ZeroShotAbnormalityDetection(BaseMetric):
                     pred = unit['score'] >= unit['threshold']
                     tp = w @ (pred & label).astype(np.float64)
                     fp = w @ (pred & ~label).astype(np.float64)
-                    rates = rates_from_counts(tp, fp, n_pos - tp)
-                    for m in _RATES:
+                    tn = w.sum(1) - n_pos - fp
+                    rates = rates_from_confusion(tp, fp, n_pos - tp, tn)
+                    for m in rate_names:
                         rate_per[m][:, k] = rates[m]
                     k += 1
             lost[:] += (~evaluable).sum(0)
             out = np.full((len(weights), len(names)), np.nan)
             out[:, 0] = macro_mean(auc_per)
             if rated:
-                for i, m in enumerate(_RATES, 1):
+                for i, m in enumerate(rate_names, 1):
                     out[:, i] = macro_mean(rate_per[m])
             out[~evaluable.all(1)] = np.nan  # not over the same set as the point estimate
             return out
@@ -473,13 +516,15 @@ class ZeroShotAbnormalityDetection(BaseMetric):
         return out
 
     @staticmethod
-    def _log_table(units, per_unit):
+    def _log_table(units, per_unit, rates=_RATES):
+        short = dict(f1='F1', ppv='PPV', sensitivity='sens', specificity='spec',
+                     accuracy='acc', f1_weighted='F1w')
         lines = [f'{"group":<14}{"abnormality":<30}{"pos":>6}{"neg":>7}{"AUC":>8}{"thr":>8}'
-                 f'{"F1":>8}{"PPV":>8}{"sens":>8}']
+                 + ''.join(f'{short[m]:>8}' for m in rates)]
         for unit in units:
             key = unit['key']
             cells = [per_unit[m].get(key) for m in ('auc',)] + [unit['threshold']] + \
-                [per_unit[m].get(key) for m in _RATES]
+                [per_unit[m].get(key) for m in rates]
             lines.append(f'{key[0]:<14}{key[1]:<30}{unit["n_pos"]:>6}{unit["n_neg"]:>7}'
                          + ''.join(f'{c:>8.3f}' if c is not None else f'{"-":>8}'
                                    for c in cells))

@@ -6,9 +6,9 @@ import random
 
 import torch
 
-from ctglip.datasets.organs import ORGAN_GROUPS, organ_group, readable_name
 from ctglip.registry import LOSSES
 from ctglip.utils.errors import ConfigError
+from ctglip.vocabularies import load_abnormality_vocab, readable_name
 
 from .base import ContrastiveLoss, ContrastiveTargets, unique_targets
 
@@ -60,20 +60,24 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
 
     Args:
         normal_template: text of a normal organ, with ``{organ}``.
-        dictionary: path of the abnormality dictionary JSON (``'default'``: the one shipped in
-            ``ctglip/resources``), or None for no dictionary.
+        dictionary: path of the abnormality dictionary JSON (``'default'``: the dictionary of
+            the abnormality vocabulary, shipped in ``ctglip/resources``), or None for no
+            dictionary. It must cover the vocabulary (checked when the loss is built).
         dictionary_own: ``positive`` or ``ignore`` (see above).
         organs: ``all`` valid organs take part, or ``grouped`` (only the organs of the
             abnormality vocabulary's groups).
         balance: weight abnormal and normal rows equally (abnormal rows are rare; without it
             the term reaches its floor once organ identity is learned).
         weight: factor in the total loss.
+        abnormality_vocab: the abnormality vocabulary (organ groups and their abnormalities);
+            the model passes its own, and the dictionary must cover it. None: the default
+            vocabulary, and a dictionary may hold part of it.
     """
     name = 'diagnosis'
 
     def __init__(self, normal_template='The {organ} shows no evident abnormality.',
                  dictionary=None, dictionary_own='positive', organs='all', balance=True,
-                 weight=1.0):
+                 weight=1.0, abnormality_vocab=None):
         super().__init__(weight)
         if dictionary_own not in ('positive', 'ignore'):
             raise ConfigError(f"DiagnosisContrastiveLoss.dictionary_own={dictionary_own!r}; use "
@@ -81,7 +85,8 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
         if organs not in ('all', 'grouped'):
             raise ConfigError(f"DiagnosisContrastiveLoss.organs={organs!r}; use 'all' or 'grouped'.")
         self.normal_template = normal_template
-        self.dictionary = load_dictionary(dictionary) if dictionary else None
+        self.abnormality_vocab = load_abnormality_vocab(abnormality_vocab)
+        self.dictionary = load_dictionary(dictionary, abnormality_vocab) if dictionary else None
         self.dictionary_own = dictionary_own
         self.organs = organs
         self.balance = balance
@@ -97,7 +102,7 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
 
     def build_targets(self, rows, studies):
         used = [i for i, (_, organ) in enumerate(rows)
-                if self.organs == 'all' or organ_group(organ) is not None]
+                if self.organs == 'all' or self.abnormality_vocab.groups_of(organ)]
         row_texts = [self.diagnosis_text(rows[i][1], studies[rows[i][0]]) for i in used]
         texts, pos = unique_targets(row_texts)
         ignore = None
@@ -131,7 +136,9 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
         organs = list(dict.fromkeys(organ for _, organ in rows))
         stands_for = {}  # text -> [(organ, abnormality)]
         for organ in organs:
-            for abnormality, descriptions in self.dictionary.get(organ_group(organ), {}).items():
+            entries = [item for group in self.abnormality_vocab.groups_of(organ)
+                       for item in self.dictionary.get(group, {}).items()]
+            for abnormality, descriptions in entries:
                 for d in descriptions:
                     text = d.format(organ=readable_name(organ))
                     stands_for.setdefault(text, []).append((organ, abnormality))
@@ -156,19 +163,28 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
         return texts, pos, own & ~pos
 
 
-def load_dictionary(path):
-    """Read an abnormality dictionary ``{group: {abnormality: [description]}}``."""
-    path = DEFAULT_DICTIONARY if path == 'default' else path
+def load_dictionary(path, abnormality_vocab=None):
+    """Read an abnormality dictionary ``{group: {abnormality: [description]}}``.
+
+    Args:
+        path (str): the JSON file, or ``'default'`` for the vocabulary's own dictionary.
+        abnormality_vocab: the vocabulary the dictionary must cover, every group and
+            abnormality and nothing else (a miss is a one-line ConfigError that names what is
+            missing). None: the groups of the default vocabulary, without requiring all of
+            them (a hand-made dictionary for a loss built on its own).
+    """
+    vocab = load_abnormality_vocab(abnormality_vocab)
+    if path == 'default':
+        path = vocab.dictionary_file or DEFAULT_DICTIONARY
     if not osp.isfile(path):
         raise ConfigError(f'abnormality dictionary {path} does not exist. Fix: set '
                           "DiagnosisContrastiveLoss.dictionary to 'default', None or a JSON file.")
     with open(path) as f:
         raw = json.load(f)
-    unknown = [g for g in raw if not g.startswith('_') and g not in ORGAN_GROUPS]
-    if unknown:
-        raise ConfigError(f'abnormality dictionary {path}: unknown organ groups {unknown}; use '
-                          f'{list(ORGAN_GROUPS)}.')
-    return {g: v for g, v in raw.items() if not g.startswith('_')}
+    table = {g: v for g, v in raw.items() if not g.startswith('_')}
+    vocab.check_covers(table, 'abnormality dictionary', path,
+                       complete=abnormality_vocab is not None)
+    return table
 
 
 @LOSSES.register_module()
