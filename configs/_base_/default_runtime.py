@@ -10,8 +10,10 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
-# Exact resume: random generator states travel with each checkpoint.
-custom_hooks = [dict(type='RNGStateHook')]
+# Exact resume: random generator states travel with each checkpoint. Inference metadata
+# (preprocessing, vocabulary, prompts, thresholds) too: tools/infer.py and tools/export.py
+# need nothing but the checkpoint.
+custom_hooks = [dict(type='RNGStateHook'), dict(type='InferenceMetaHook')]
 
 # Distributed runs keep the non-finite guard of the model's training step. The scope prefix is
 # needed: the Runner looks the type up in mmengine's root MODEL_WRAPPERS, which does not search
