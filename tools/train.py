@@ -32,9 +32,18 @@ def main(argv=None):
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
     init_cpu_distributed(cfg)
 
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
+
+
+def build_runner(cfg):
+    """mmengine's ``Runner`` (DDP when distributed), or the runner a config names in
+    ``runner_type`` (``FlexibleRunner`` for FSDP and DeepSpeed strategies)."""
+    if 'runner_type' not in cfg:
+        from mmengine.runner import Runner
+        return Runner.from_cfg(cfg)
+    from mmengine.registry import RUNNERS
+    return RUNNERS.build(cfg)
 
 
 if __name__ == '__main__':

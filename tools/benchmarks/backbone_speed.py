@@ -6,10 +6,14 @@ Usage::
         [--presets tiny small] [--size 64] [--batch 2] [--steps 5] [--warmup 2]
         [--threads 2] [--device cpu]
 
-A training step is: zero grads, forward, a mean-square loss on the grounded map, backward,
-an AdamW step. Its time is the mean (and standard deviation) over ``--steps`` steps after
-``--warmup`` steps; the median and the minimum are printed too, since on a shared machine
-other processes inflate single steps (the minimum is the closest to the cost alone). Every (backbone, preset) runs in a fresh process, so its memory is its
+The backbone-only view of the benchmark harness (``tools/analysis_tools/benchmark.py`` times
+full CT-GLIP steps of a config; this times the backbones alone, on random input, with the
+same primitives from ``ctglip.utils.benchmark``). A training step is: zero grads, forward, a
+mean-square loss on the grounded map, backward, an AdamW step; its FLOPs are counted with
+``FlopCounterMode`` on one more step. Its time is the mean (and standard deviation) over
+``--steps`` steps after ``--warmup`` steps; the median and the minimum are printed too, since
+on a shared machine other processes inflate single steps (the minimum is the closest to the
+cost alone). Every (backbone, preset) runs in a fresh process, so its memory is its
 own. Memory on CPU is the growth of the process's peak resident set size (``ru_maxrss``)
 from just before the first step to the end: it counts everything the steps make the process
 hold (activations kept for backward, gradients, optimizer state, allocator caches), not only
@@ -21,11 +25,9 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 DEFAULT_BACKBONES = ('NNUNetEncoder3D', 'MiT3D')
 DEFAULT_PRESETS = ('tiny', 'small')
@@ -48,15 +50,18 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _max_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def measure(backbone, preset, args):
-    """Build one backbone and time its training steps; returns a dict of results."""
+    """Build one backbone and time its training steps; returns a dict of results.
+
+    Timing, FLOP counting and memory use the harness's primitives (``ctglip.utils.benchmark``,
+    as ``tools/analysis_tools/benchmark.py``), so every timing in the repository is made the
+    same way.
+    """
     import torch
 
     from ctglip.registry import BACKBONES
+    from ctglip.utils.benchmark import (device_peak_mib, flop_counter, peak_rss_mib,
+                                        reset_device_peak, summarize, timed)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -73,35 +78,26 @@ def measure(backbone, preset, args):
         optimizer.step()
         return feats.shape
 
-    def sync():
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        mem_before = torch.cuda.memory_allocated() / 2**20
-    else:
-        mem_before = _max_rss_mib()
+    reset_device_peak(device)
+    mem_before = torch.cuda.memory_allocated() / 2**20 if device.type == 'cuda' \
+        else peak_rss_mib()
     for _ in range(args.warmup):
         shape = step()
     times = []
     for _ in range(args.steps):
-        sync()
-        start = time.perf_counter()
-        shape = step()
-        sync()
-        times.append(time.perf_counter() - start)
-    if device.type == 'cuda':
-        peak = torch.cuda.max_memory_allocated() / 2**20 - mem_before
-    else:
-        peak = _max_rss_mib() - mem_before
+        shape, seconds = timed(step, device)
+        times.append(seconds)
+    peak = (device_peak_mib(device) if device.type == 'cuda' else peak_rss_mib()) - mem_before
+    with flop_counter() as counter:
+        step()
+    stats = summarize(times)
     return dict(backbone=backbone, preset=preset, size=size,
                 params=sum(p.numel() for p in model.parameters()),
                 out_shape=list(shape[1:]), out_stride=model.out_stride,
                 time_mean=statistics.mean(times),
                 time_std=statistics.stdev(times) if len(times) > 1 else 0.0,
-                time_median=statistics.median(times), time_min=min(times),
-                peak_mib=peak)
+                time_median=stats['median'], time_min=stats['min'], peak_mib=peak,
+                flops=int(counter.get_total_flops()))
 
 
 def run_worker(backbone, preset, args):
@@ -142,17 +138,17 @@ def format_table(rows, args, command):
         f'torch {torch.__version__}, {_cpu_name()} ({os.cpu_count()} CPUs visible), '
         f'mean of {args.steps} steps after {args.warmup} warm-up',
         '',
-        f'| backbone | preset | params | grounded map (C x d x h x w) | stride | '
+        f'| backbone | preset | params | grounded map (C x d x h x w) | stride | GFLOP/step | '
         f'step time (s), mean ± std | median | min | {memory} |',
-        '|---|---|---:|---|---:|---:|---:|---:|---:|',
+        '|---|---|---:|---|---:|---:|---:|---:|---:|---:|',
     ]
     for r in rows:
         c, *grid = r['out_shape']
         lines.append(
             f"| {r['backbone']} | {r['preset']} | {r['params'] / 1e6:.2f} M | "
             f"{c} x {' x '.join(map(str, grid))} | {r['out_stride']} | "
-            f"{r['time_mean']:.2f} ± {r['time_std']:.2f} | {r['time_median']:.2f} | "
-            f"{r['time_min']:.2f} | {r['peak_mib']:.0f} |")
+            f"{r['flops'] / 1e9:.1f} | {r['time_mean']:.2f} ± {r['time_std']:.2f} | "
+            f"{r['time_median']:.2f} | {r['time_min']:.2f} | {r['peak_mib']:.0f} |")
     return '\n'.join(lines)
 
 

@@ -5,7 +5,10 @@
 
 Uncached: the config's deterministic head (decode NIfTI, reorient, resample, window) runs on
 each read. Cached: the same studies read back from ``CachedPreprocess`` entries. Both include
-the rest of the training pipeline (random crop, packing). Mean seconds per study, one process.
+the rest of the training pipeline (random crop, packing). Mean seconds per study, one process,
+timed with the harness's primitives (``ctglip.utils.benchmark``). The loader as training
+uses it (workers, batches) is measured by ``tools/analysis_tools/benchmark.py`` (its
+``loader samples/s`` column, against the step's consumption).
 """
 import argparse
 import datetime
@@ -15,7 +18,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
@@ -32,6 +34,7 @@ def main(argv=None):
     from mmengine.config import Config
 
     from ctglip.registry import DATASETS
+    from ctglip.utils.benchmark import timed
     cfg = Config.fromfile(osp.join(REPO, args.config))
     dataset_cfg = cfg.train_dataloader.dataset
     if args.data_root:
@@ -47,14 +50,9 @@ def main(argv=None):
     n = min(args.n, len(cached))
     for i in range(n):  # fill the cache
         cached[i]
-    t0 = time.perf_counter()
-    for i in range(n):
-        uncached[i]
-    t_uncached = (time.perf_counter() - t0) / n
-    t0 = time.perf_counter()
-    for i in range(n):
-        cached[i]
-    t_cached = (time.perf_counter() - t0) / n
+    _, t_uncached = timed(lambda: [uncached[i] for i in range(n)])
+    _, t_cached = timed(lambda: [cached[i] for i in range(n)])
+    t_uncached, t_cached = t_uncached / n, t_cached / n
     shutil.rmtree(cache_dir)
     markdown = (
         f'`python tools/benchmarks/cache_speed.py --n {n}` ({datetime.date.today().isoformat()}, '

