@@ -1,7 +1,7 @@
 """All of ctglip's registries, in one place.
 
 Runner-built kinds are children of mmengine's root registries under the scope ``ctglip``;
-the domain kinds (backbones, poolers, text encoders, losses, report structurers) are
+the domain kinds (backbones, decoders, poolers, text encoders, losses, report structurers) are
 registries of their own so a backbone and a text encoder can never collide by name.
 Every registry lists the modules that fill it (``locations``), so ``import ctglip`` is all
 a user needs: the modules are imported the first time a registry is asked for a name.
@@ -86,7 +86,8 @@ RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS,
 LOOPS = _child('loop', MMENGINE_LOOPS, ['ctglip.engine'])
 HOOKS = _child('hook', MMENGINE_HOOKS, ['ctglip.engine.hooks'])
 DATASETS = _child('dataset', MMENGINE_DATASETS, ['ctglip.datasets.ct_report_dataset',
-                                                   'ctglip.datasets.tumor_layouts'])
+                                                   'ctglip.datasets.tumor_layouts',
+                                                   'ctglip.datasets.tumor_manifest'])
 DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS,
                        ['ctglip.datasets.ct_report_dataset'])
 TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ['ctglip.datasets.transforms'])
@@ -107,6 +108,9 @@ FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, ['ctglip.datasets'])
 
 # Domain kinds: registries of their own, built by the model from its config.
 BACKBONES = CTGLIPRegistry('backbone', scope=SCOPE, locations=['ctglip.models.backbones'])
+# Segmentation decoders over a backbone's levels (fine-tuning); a project that brings a
+# backbone registers its decoder here too.
+DECODERS = CTGLIPRegistry('decoder', scope=SCOPE, locations=['ctglip.models.decoders'])
 POOLERS = CTGLIPRegistry('pooler', scope=SCOPE, locations=['ctglip.models.poolers'])
 TEXT_ENCODERS = CTGLIPRegistry('text_encoder', scope=SCOPE,
                                locations=['ctglip.models.text_encoders'])

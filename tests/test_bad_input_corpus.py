@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from ctglip.testing.bad_inputs import (BAD_INPUT_KINDS, BAD_REPORT_KINDS, BROKEN_CASE, NUM_CASES,
-                                       make_bad_dataset, make_bad_reports_jsonl,
+from ctglip.testing.bad_inputs import (BAD_INPUT_KINDS, BAD_REPORT_KINDS, BAD_TUMOR_KINDS,
+                                       BROKEN_CASE, NUM_CASES, make_bad_dataset,
+                                       make_bad_reports_jsonl, make_bad_tumor_dataset,
                                        make_dicom_control_dataset)
 from ctglip.utils.cli import run_cli
 from ctglip.utils.errors import DataError
@@ -71,7 +72,7 @@ def corpus(tiny_data, tmp_path_factory):
 
 def assert_clear(message, kind, root):
     """One line naming the case or manifest line, the broken file and a fix."""
-    spec = BAD_INPUT_KINDS[kind]
+    spec = BAD_INPUT_KINDS[kind] if kind in BAD_INPUT_KINDS else BAD_TUMOR_KINDS[kind]
     assert spec.message in message, message
     assert f"case '{BROKEN_CASE}'" in message or re.search(r'line \d+', message), message
     assert osp.join(root, spec.file) in message, message
@@ -389,3 +390,91 @@ def test_dataset_stats_one_line_error_no_output(kind, corpus, tmp_path, capsys):
     assert_clear(lines[0][len('error: '):], kind, root)
     assert 'Traceback' not in err
     assert not out.exists()
+
+
+# -- tumor fine-tuning: kinds only a fine-tune split refuses ------------------------------------
+FINETUNE = osp.join(REPO, 'configs', 'tests', 'tiny_finetune_scratch.py')
+TUMOR_KINDS = list(BAD_TUMOR_KINDS)
+
+
+@pytest.fixture(scope='session')
+def tumor_corpus(tmp_path_factory):
+    """``tumor_corpus(kind)``: the bad tumor dataset of that kind, built once per session."""
+    from ctglip.testing.tumor_data import make_tiny_tumor_dataset
+    root = tmp_path_factory.mktemp('bad_tumor_inputs')
+    base = make_tiny_tumor_dataset(str(root / 'base'), masks_for_tumor_free=True)
+    made = {}
+
+    def get(kind):
+        if kind not in made:
+            made[kind] = make_bad_tumor_dataset(kind, str(root / kind), base=base)
+        return made[kind]
+    return get
+
+
+@pytest.fixture(scope='module')
+def finetune_cfg():
+    from mmengine.config import Config
+    return Config.fromfile(FINETUNE)
+
+
+def test_tumor_corpus_kinds():
+    assert set(BAD_TUMOR_KINDS) == {'tumor_mask_missing', 'tumor_mask_shape_mismatch',
+                                    'tumor_mask_unknown_labels'}
+    with pytest.raises(KeyError, match='known:'):
+        make_bad_tumor_dataset('nope', 'unused')
+
+
+@pytest.mark.parametrize('kind', TUMOR_KINDS)
+def test_finetune_dataset_refuses_tumor_kinds(kind, tumor_corpus, finetune_cfg):
+    from ctglip.datasets import TumorManifestDataset
+    root = tumor_corpus(kind)
+    with pytest.raises(DataError) as e:
+        ds = TumorManifestDataset(root, split=None, pipeline=finetune_cfg.test_pipeline,
+                                  test_mode=True)
+        for i in range(len(ds)):
+            ds[i]
+    assert_clear(str(e.value), kind, root)
+
+
+@pytest.mark.parametrize('kind', TUMOR_KINDS)
+def test_finetune_dataset_skip_invalid_counts_tumor_kinds(kind, tumor_corpus, finetune_cfg):
+    from ctglip.datasets import TumorManifestDataset
+    root = tumor_corpus(kind)
+    if BAD_TUMOR_KINDS[kind].level in ('manifest', 'header'):
+        ds = TumorManifestDataset(root, split=None, pipeline=finetune_cfg.test_pipeline,
+                                  skip_invalid=True, test_mode=True)
+        assert len(ds) == NUM_CASES - 1 and BROKEN_CASE not in case_ids(ds)
+        assert sum(ds.skipped.values()) == 1, ds.skipped
+        return
+    ds = TumorManifestDataset(root, split=None, pipeline=finetune_cfg.train_pipeline,
+                              skip_invalid=True)
+    loaded = [ds[i]['data_samples'].case_id for i in range(len(ds))]
+    assert BROKEN_CASE not in loaded and ds.skipped['unreadable study'] >= 1
+
+
+@pytest.mark.parametrize('kind', TUMOR_KINDS)
+def test_train_tool_one_line_error_on_tumor_kinds(kind, tumor_corpus, tmp_path, capsys,
+                                                  fast_config_dump):
+    root = tumor_corpus(kind)
+    argv = [FINETUNE, '--work-dir', str(tmp_path / f'w_{kind}'), '--data-root', root,
+            '--cfg-options', 'train_cfg.max_iters=1', 'train_dataloader.batch_size=4',
+            f'experiment_name=tumor_{kind}'] + [
+                # the tiny config, like the phantom's, declares studies without mask tumor free
+                f'{loader}_dataloader.dataset.missing_tumor_mask=error'
+                for loader in ('train', 'val', 'test')]
+    code = run_cli(train.main, argv)
+    err = capsys.readouterr().err
+    lines = error_lines(err)
+    assert code == 2 and len(lines) == 1, err[-3000:]
+    assert_clear(lines[0][len('error: '):], kind, root)
+    assert 'Traceback' not in err
+    assert_no_checkpoint(tmp_path)
+
+
+def test_tumor_kinds_are_no_faults_for_pretraining(tumor_corpus, cfg):
+    """Pretraining reads a tumor mask only where the manifest names one."""
+    from ctglip.datasets import CTReportDataset
+    ds = CTReportDataset(tumor_corpus('tumor_mask_missing'), split=None,
+                         pipeline=cfg.test_pipeline, test_mode=True)
+    assert BROKEN_CASE in [ds[i]['data_samples'].case_id for i in range(len(ds))]

@@ -12,12 +12,15 @@ from ctglip import registry
 CONFIGS = {
     'BACKBONES': {'NNUNetEncoder3D': dict(arch='tiny'), 'MiT3D': dict(arch='tiny'),
                   'IdentityBackbone': {}, 'PlainConv3D': dict(channels=4)},
+    'DECODERS': {n: dict(in_channels=(8, 16), in_strides=(1, 2), num_classes=2)
+                 for n in ('UNetDecoder3D', 'SegFormerDecoder3D')},
     'POOLERS': {n: dict(num_organs=4, in_channels=8) for n in (
         'OrganMaskPooler', 'GlobalPooler', 'AttentionOrganPooler', 'OrganGeMPooler',
         'OrganMeanMaxPooler')},
     'TEXT_ENCODERS': {'HFTextEncoder': dict(model_path='{bert}')},
     'LOSSES': {'AnatomyContrastiveLoss': {}, 'DiagnosisContrastiveLoss': dict(dictionary='default'),
-               'CLIPLoss': {}},
+               'CLIPLoss': {},
+               'DiceCELoss': dict(to_onehot_y=True, softmax=True), 'DiceFocalLoss': {}},
     'REPORT_STRUCTURERS': {'RuleBasedReportStructurer': {}},
     'TRANSFORMS': {
         'LoadCTStudy': {}, 'RandOrganCrop': dict(spatial_size=(8, 8, 8)),
@@ -39,6 +42,7 @@ CONFIGS = {
         'RandAffined': dict(keys=['image']),
         'EnsureTyped': dict(keys=['image']),
         'SelectTumorLabels': dict(values=(2,)),
+        'RecordAffine': {}, 'TumorOrganLabels': {}, 'RandTumorCrop': dict(spatial_size=(8, 8, 8)),
     },
     'MODELS': {
         'CTDataPreprocessor': {}, 'ProjectionHead': dict(in_channels=8, norm='layernorm'),
@@ -47,17 +51,25 @@ CONFIGS = {
                        pooler=dict(type='OrganMaskPooler'),
                        text_encoder=dict(type='HFTextEncoder', model_path='{bert}'),
                        losses=[dict(type='AnatomyContrastiveLoss')]),
+        'CTSegmentor': dict(backbone=dict(type='NNUNetEncoder3D', arch='tiny',
+                                          out_indices=(0, 1, 2)),
+                            decoder=dict(type='UNetDecoder3D'), roi_size=(16, 16, 16)),
     },
     'DATASETS': {'CTReportDataset': dict(data_root='{data}', pipeline=[]),
                  # lazy_init: built without reading a benchmark (tests/datasets reads them)
                  'MSDTumorDataset': dict(data_root='{tmp}', organ_mask_dir='organ_masks',
                                          lazy_init=True),
-                 'KiTSTumorDataset': dict(data_root='{tmp}', lazy_init=True)},
+                 'KiTSTumorDataset': dict(data_root='{tmp}', lazy_init=True),
+                 'TumorManifestDataset': dict(data_root='{tmp}', lazy_init=True)},
     'METRICS': {'ZeroShotOrganRecognition': {}, 'ZeroShotAbnormalityDetection': {},
                 'TumorDetection': {}, 'TumorDice': {}},
-    'HOOKS': {'RNGStateHook': {}},
+    'HOOKS': {'RNGStateHook': {}, 'InferenceMetaHook': {}, 'FreezeEncoderHook': dict(iters=10),
+              'TumorPredictionWriter': dict(out_dir='{tmp}')},
+    'WEIGHT_INITIALIZERS': {'PretrainedEncoder': dict(checkpoint='{tmp}/last_checkpoint')},
     'OPTIM_WRAPPERS': {'MixedPrecisionOptimWrapper': dict(optimizer='{optimizer}')},
-    'MODEL_WRAPPERS': {'CTGLIPDistributedDataParallel': dict(module='{module}')},
+    'MODEL_WRAPPERS': {'CTGLIPDistributedDataParallel': dict(module='{module}'),
+                       'CTGLIPFullyShardedDataParallel': dict(module='{module}',
+                                                              device_id='cpu')},
 }
 
 

@@ -1,6 +1,9 @@
 """Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [options]`` (see README).
 
-Runs the evaluators the config names on the test split. Operating thresholds of the
+Runs the evaluators the config names on the test split: the zero-shot benchmark for the
+pretraining configs, the tumor benchmark (``tumor/auc``, ``tumor/dice``) for the fine-tuning
+configs (``configs/finetune/``), whose per-case predictions ``--out-dir DIR`` writes (a
+config without abnormality metrics skips the threshold calibration). Operating thresholds of the
 abnormality detector are chosen on the validation split in this same run and handed to the
 test metric in memory (never read back from a file, so thresholds of an earlier run cannot be
 applied); ``--no-val-calibration`` chooses them on the test split itself and says so. The
@@ -29,6 +32,9 @@ def parse_args(argv=None):
     parser.add_argument('--prompts', help='zero-shot prompt JSON replacing the default')
     parser.add_argument('--out-metrics', help='write all metrics (and the run record _run) to '
                         'this JSON file')
+    parser.add_argument('--out-dir', help='write per-case predictions of a fine-tuning config '
+                        'here: <case>/tumor_mask.nii.gz on the input CT grid and '
+                        '<case>/tumor_probabilities.json (per-organ tumor probability)')
     parser.add_argument('--no-val-calibration', action='store_true',
                         help='choose abnormality thresholds on the test split itself '
                         '(optimistic; the metrics say abn_thresholds_self_calibrated=1)')
@@ -64,6 +70,9 @@ def main(argv=None):
         cfg.model.prompts = os.path.abspath(args.prompts)
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    if args.out_dir:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='TumorPredictionWriter', out_dir=os.path.abspath(args.out_dir))]
     init_cpu_distributed(cfg)
 
     from mmengine.dist import is_main_process

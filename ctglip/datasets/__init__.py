@@ -4,7 +4,7 @@ layouts), their pipelines and the phantom data.
 Imports are lazy so that light tools (the report structurer) do not pay for torch.
 """
 
-__all__ = ['CTReportDataset', 'KiTSTumorDataset', 'MSDTumorDataset']
+__all__ = ['CTReportDataset', 'KiTSTumorDataset', 'MSDTumorDataset', 'TumorManifestDataset']
 
 _TUMOR_LAYOUTS = ('KiTSTumorDataset', 'MSDTumorDataset', 'TumorLayoutDataset', 'split_cases')
 
@@ -13,6 +13,9 @@ def __getattr__(name):
     if name == 'CTReportDataset':
         from .ct_report_dataset import CTReportDataset
         return CTReportDataset
+    if name == 'TumorManifestDataset':
+        from .tumor_manifest import TumorManifestDataset
+        return TumorManifestDataset
     if name in _TUMOR_LAYOUTS:
         from . import tumor_layouts
         return getattr(tumor_layouts, name)

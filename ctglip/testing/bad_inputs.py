@@ -403,3 +403,58 @@ def make_dicom_control_dataset(root, base=None):
         make_tiny_dataset(root, num_cases=NUM_CASES)
     _dicom_valid(root)
     return root
+
+
+# -- tumor fine-tuning ----------------------------------------------------------------------------
+TUMOR_MASK = f'tumor_masks/{BROKEN_CASE}.nii.gz'
+#: Kinds that only a fine-tune split refuses: a dataset of tumor fine-tuning
+#: (``TumorManifestDataset``) needs a tumor mask for every study, on the CT grid, holding only
+#: the values of its label map. They break ``BROKEN_CASE`` of the tiny tumor dataset
+#: (``ctglip.testing.tumor_data.make_tiny_tumor_dataset`` with a mask for every study);
+#: ``tests/test_bad_input_corpus.py`` pushes them through the dataset and ``tools/train.py``
+#: with ``configs/tests/tiny_finetune_scratch.py``. (Pretraining reads a tumor mask only where
+#: the manifest names one, so these are no faults there.)
+BAD_TUMOR_KINDS = {
+    'tumor_mask_missing': _K('a study of a fine-tune split without "tumor_mask"',
+                             'no "tumor_mask"', 'manifest', MANIFEST),
+    'tumor_mask_shape_mismatch': _K('the tumor mask has another shape than the CT',
+                                    'does not match the image shape', 'header', TUMOR_MASK),
+    'tumor_mask_unknown_labels': _K('the tumor mask holds value 7, outside its label map '
+                                    '(0 background, 1 tumor)', 'outside its label map',
+                                    'voxels', TUMOR_MASK),
+}
+
+
+def make_bad_tumor_dataset(kind, root, base=None):
+    """Write the tiny tumor dataset (a tumor mask for every study) to ``root`` and break
+    ``BROKEN_CASE`` as ``kind`` says.
+
+    Args:
+        kind: a key of ``BAD_TUMOR_KINDS``.
+        root: the folder to write (created; must not hold a dataset yet).
+        base: a valid dataset made by ``make_tiny_tumor_dataset(...,
+            masks_for_tumor_free=True)`` to copy instead of generating one.
+
+    Returns:
+        str: ``root``.
+    """
+    if kind not in BAD_TUMOR_KINDS:
+        raise KeyError(f'unknown bad tumor kind {kind!r}; known: {", ".join(BAD_TUMOR_KINDS)}')
+    if base is not None:
+        shutil.copytree(base, root, ignore=shutil.ignore_patterns('.cache'))
+    else:
+        from .tumor_data import make_tiny_tumor_dataset
+        make_tiny_tumor_dataset(root, num_cases=NUM_CASES, masks_for_tumor_free=True)
+    path = osp.join(root, TUMOR_MASK)
+    if kind == 'tumor_mask_missing':
+        _edit_row(root, BROKEN_CASE, tumor_mask=_DROP)
+        os.remove(path)
+    elif kind == 'tumor_mask_shape_mismatch':
+        data, affine = _load(path)
+        _save(path, np.ascontiguousarray(data[::2, ::2, ::2]), affine)
+    else:
+        data, affine = _load(path)
+        data = data.copy()
+        data[0, 0, 0] = 7
+        _save(path, data, affine)
+    return root

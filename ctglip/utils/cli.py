@@ -9,10 +9,12 @@ import sys
 from ctglip.utils.errors import ConfigError, CTGLIPError, unwrap_worker_message
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+LAYOUT_DATASETS = ('MSDTumorDataset', 'KiTSTumorDataset')  # data_root is the benchmark folder
 
 
 def load_config(path, cfg_options=()):
-    """Read a config file and apply ``--cfg-options KEY=VALUE`` overrides."""
+    """Read a config file, apply ``--cfg-options KEY=VALUE`` overrides and hand the top-level
+    ``abnormality_vocab`` to the components that take one (``ctglip.vocabularies.config``)."""
     from mmengine.config import Config, DictAction
     if not osp.isfile(path):
         raise ConfigError(f'config file {path} does not exist. Fix: give a path such as '
@@ -32,6 +34,8 @@ def load_config(path, cfg_options=()):
         cfg.merge_from_dict(options)
         if not any(k.startswith('param_scheduler') for k in options):
             follow_max_iters(cfg, old_iters)
+    from ctglip.vocabularies.config import apply_abnormality_vocab
+    apply_abnormality_vocab(cfg)  # the one abnormality_vocab key reaches every component
     return cfg
 
 
@@ -79,13 +83,15 @@ def apply_common_args(cfg, args):
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
     if getattr(args, 'data_root', None):
         root = osp.abspath(args.data_root)
-        if not osp.isfile(osp.join(root, 'manifest.jsonl')):
+        datasets = [cfg[key]['dataset'] for key in DATALOADERS if cfg.get(key) is not None]
+        # tumor benchmarks read in their own layout (MSD task folder, KiTS cases) need no manifest
+        layout = bool(datasets) and all(d.get('type') in LAYOUT_DATASETS for d in datasets)
+        if not layout and not osp.isfile(osp.join(root, 'manifest.jsonl')):
             raise ConfigError(f'--data-root {args.data_root}: no manifest.jsonl there. Fix: point '
                               'it at a dataset folder (see README, "Use your own data").')
-        for key in DATALOADERS:
-            if cfg.get(key) is not None:
-                dataset = cfg[key]['dataset']
-                dataset['data_root'] = root
+        for dataset in datasets:
+            dataset['data_root'] = root
+            if dataset.get('type') not in LAYOUT_DATASETS:
                 dataset['phantom'] = None  # real data given: never generate phantoms there
     cfg.launcher = getattr(args, 'launcher', 'none')
 

@@ -1,7 +1,8 @@
 """Transforms of ctglip's data pipelines.
 
 ctglip's own transforms (loading, tumor-label selection, organ-aware crop, label-swapping flip,
-packing) plus the MONAI dictionary transforms that pipelines use, registered under their MONAI
+packing; for fine-tuning: per-organ tumor labels, tumor-aware crop, the recorded affine) plus
+the MONAI dictionary transforms that pipelines use, registered under their MONAI
 names (``Orientationd``, ``Spacingd``, ``ScaleIntensityRanged``, ``CropForegroundd``, ...).
 """
 import monai.transforms as _mt
@@ -12,7 +13,7 @@ from .caching import CachedPreprocess
 from .loading import LoadCTStudy, read_organ_mask, read_volume
 from .processing import (CenterPadCrop, MultiWindowd, OrganBoxCrop, PackCTInputs, RandFlipLR,
                          RandOrganCrop)
-from .tumor import SelectTumorLabels
+from .tumor import RandTumorCrop, RecordAffine, SelectTumorLabels, TumorOrganLabels
 
 MONAI_TRANSFORMS = ('Orientationd', 'Spacingd', 'ScaleIntensityRanged', 'CropForegroundd',
                     'SpatialPadd', 'DivisiblePadd', 'ResizeWithPadOrCropd', 'RandSpatialCropd',
@@ -23,4 +24,5 @@ for _name in MONAI_TRANSFORMS:
 
 __all__ = ['CachedPreprocess', 'LoadCTStudy', 'read_volume', 'read_organ_mask', 'RandOrganCrop',
            'CenterPadCrop', 'OrganBoxCrop', 'RandFlipLR', 'PackCTInputs', 'MultiWindowd',
-           'SelectTumorLabels', 'MONAI_TRANSFORMS']
+           'SelectTumorLabels', 'RecordAffine', 'TumorOrganLabels', 'RandTumorCrop',
+           'MONAI_TRANSFORMS']

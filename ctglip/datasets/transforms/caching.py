@@ -67,6 +67,8 @@ class CachedPreprocess:
                         if key in stored:
                             results[key] = torch.from_numpy(stored[key].astype(
                                 np.float32 if key == 'image' else np.int64))
+                    if 'image_affine' in stored:  # written when RecordAffine is cached
+                        results['image_affine'] = stored['image_affine'].astype(np.float64)
                 self.hits += 1
                 return results
             except (OSError, ValueError, KeyError) as e:
@@ -88,6 +90,8 @@ class CachedPreprocess:
                 value = np.asarray(value)
                 arrays[key] = value.astype(self.image_dtype) if key == 'image' else \
                     value.astype(np.uint8 if value.max() < 256 else np.int16)
+        if results.get('image_affine') is not None:
+            arrays['image_affine'] = np.asarray(results['image_affine'], dtype=np.float64)
         tmp = f'{path}.{os.getpid()}.tmp'
         with open(tmp, 'wb') as f:
             np.savez(f, **arrays)

@@ -72,6 +72,10 @@ def crop_study(results, start, size, min_visible=0.0):
     for key in SPATIAL_KEYS:
         if key in results:
             results[key] = crop_or_pad(_plain(results[key]), start, size)
+    if results.get('image_affine') is not None:  # RecordAffine's: voxel 0 moves to ``start``
+        affine = np.array(results['image_affine'], dtype=np.float64)
+        affine[:3, 3] += affine[:3, :3] @ np.asarray(start, dtype=np.float64)
+        results['image_affine'] = affine
     if min_visible > 0:
         results['organ_label'] = drop_cut_organs(full, results['organ_label'], min_visible)
     return results
@@ -213,7 +217,12 @@ class RandFlipLR:
 
 @TRANSFORMS.register_module()
 class PackCTInputs:
-    """Pack a study into ``dict(inputs=1 x X x Y x Z float tensor, data_samples=CTDataSample)``."""
+    """Pack a study into ``dict(inputs=1 x X x Y x Z float tensor, data_samples=CTDataSample)``.
+
+    Metainfo: ``case_id``, ``patient_id``, ``split``, ``img_path``, ``flipped``, the texts,
+    ``img_shape`` (X, Y, Z of the volume), and when present ``affine`` (from ``RecordAffine``)
+    and ``tumor_labels`` (from ``TumorOrganLabels``). Data: ``organ_label`` and ``tumor_mask``.
+    """
 
     META_KEYS = ('case_id', 'patient_id', 'split', 'img_path', 'flipped')
     TEXT_KEYS = ('report', 'findings', 'abnormalities', 'status')
@@ -221,9 +230,15 @@ class PackCTInputs:
     def __call__(self, results):
         image = _plain(results['image']).float().contiguous()
         sample = CTDataSample(metainfo={k: results[k] for k in self.META_KEYS if k in results})
+        # the volume's own shape (a batch is padded) and, from RecordAffine, its affine
+        sample.set_metainfo(dict(img_shape=tuple(int(s) for s in image.shape[1:])))
+        if results.get('image_affine') is not None:
+            sample.set_metainfo(dict(affine=np.asarray(results['image_affine'])))
         sample.organ_label = _plain(results['organ_label'])[0].long()
         if 'tumor_mask' in results:
             sample.tumor_mask = _plain(results['tumor_mask'])[0].long()
+        if 'tumor_labels' in results:  # TumorOrganLabels': {organ: 0 | 1}
+            sample.set_metainfo(dict(tumor_labels=dict(results['tumor_labels'])))
         for key in self.TEXT_KEYS:
             sample.set_field(results.get(key), key, field_type='metainfo')
         return dict(inputs=image, data_samples=sample)

@@ -1,0 +1,25 @@
+# Tumor fine-tuning schedule sized for a 2-core CPU: one config fine-tunes and tests on the
+# phantom tumor set in a few minutes (configs/finetune/README.md has the measured times).
+# The same schedule for every initialisation (scratch, vanilla CLIP, CT-GLIP), so the rows of
+# the comparison differ only in the encoder's starting point.
+max_iters = 300
+val_interval = max_iters  # validate once, at the end
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01),
+    clip_grad=dict(max_norm=5.0),
+    # Options for pretrained encoders (off, so that the configs differ only in the
+    # initialisation): a lower encoder learning rate,
+    #   paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}),
+    #   (--cfg-options optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult=0.1)
+    # and a frozen-encoder warm-up, custom_hooks += [dict(type='FreezeEncoderHook', iters=50)].
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=20, end=max_iters, eta_min=1e-5),
+]

@@ -1,0 +1,3 @@
+from .decoder import ExampleLinearDecoder3D
+
+__all__ = ['ExampleLinearDecoder3D']

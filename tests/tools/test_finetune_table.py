@@ -1,0 +1,73 @@
+"""tools/benchmarks/finetune_table.py: its command line, table and claims; the tiny run end to
+end is marked slow (minutes: two pretrainings, four fine-tunes and tests)."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+import finetune_table  # noqa: E402
+
+
+def fake(auc, dice, seed=0, **extra):
+    m = {'tumor/auc': auc, 'tumor/dice': dice, 'tumor/auc/liver': auc + 0.05,
+         'tumor/dice/liver': dice + 0.1, 'tumor/dice_num_studies': 35, '_seed': seed,
+         '_train_seconds': 240, '_test_seconds': 60, '_max_iters': 300,
+         '_run': {'date': '2026-11-29T10:00:00', 'device': 'x86_64 CPU (2 cores)'}}
+    m.update(extra)
+    return m
+
+
+def test_command_names_every_option_that_changes_results():
+    args = finetune_table.parse_args([])
+    assert finetune_table.command(args) == (
+        'python tools/benchmarks/finetune_table.py --families nnunet mit --seeds 0 1 2')
+    args = finetune_table.parse_args(['--families', 'mit', '--seeds', '0', '--max-iters', '50',
+                                      '--pretrain-max-iters', '100', '--no-scratch-check',
+                                      '--cfg-options', 'a.b=1'])
+    assert finetune_table.command(args) == (
+        'python tools/benchmarks/finetune_table.py --families mit --seeds 0 '
+        '--pretrain-max-iters 100 --max-iters 50 --cfg-options a.b=1 --no-scratch-check')
+
+
+def test_table_rows_gains_and_convergence_check():
+    args = finetune_table.parse_args(['--families', 'nnunet', '--seeds', '0', '1'])
+    results = {('nnunet', 'scratch'): [fake(0.70, 0.50, 0), fake(0.72, 0.52, 1)],
+               ('nnunet', 'clip'): [fake(0.80, 0.60, 0), fake(0.82, 0.62, 1)],
+               ('nnunet', 'ctglip'): [fake(0.85, 0.65, 0), fake(0.87, 0.67, 1)],
+               ('nnunet', 'scratch-2x'): [fake(0.71, 0.505, 0)]}
+    text = finetune_table.table(results, args)
+    assert finetune_table.command(args) in text
+    assert '| nnunet | CT-GLIP | 91.0 (90.0-92.0) | n/a | n/a | 86.0 (85.0-87.0) |' in text
+    assert '| nnunet | scratch, 2x iterations |' in text
+    assert 'CT-GLIP - CLIP = +5.0 AUC, +5.0 Dice' in text
+    assert 'CLIP - scratch = +10.0 AUC, +10.0 Dice' in text
+    assert 'converged lower bound' in text and '35 studies' in text
+    assert 'empty prediction on an empty truth counts as 1' in text
+    results[('nnunet', 'scratch-2x')] = [fake(0.80, 0.50, 0)]
+    assert 'NOT converged' in finetune_table.table(results, args)
+
+
+@pytest.mark.slow
+def test_tiny_reproduction_end_to_end(tiny_bert, tiny_data, tmp_path):
+    """The script on the tiny configs, 1 pretraining and 2 fine-tuning iterations."""
+    from ctglip.testing.tumor_data import make_tiny_tumor_dataset
+    tumor = make_tiny_tumor_dataset(str(tmp_path / 'tumor'))
+    readme = tmp_path / 'README.md'
+    readme.write_text('# x\n<!-- finetune-table:start -->\n<!-- finetune-table:end -->\n')
+    cmd = [sys.executable, 'tools/benchmarks/finetune_table.py', '--families', 'tiny',
+           '--seeds', '0', '--pretrain-config', 'configs/tests/tiny_{variant}.py',
+           '--finetune-config', 'configs/tests/tiny_finetune_{init}.py',
+           '--pretrain-data-root', tiny_data, '--data-root', tumor, '--pretrain-max-iters', '1',
+           '--max-iters', '2', '--pretrain-cfg-options',
+           f'model.text_encoder.model_path={tiny_bert}', '--out', str(tmp_path / 'out'),
+           '--update-readme', '--readme', str(readme), '--docs-dir', str(tmp_path / 'docs')]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = readme.read_text()
+    assert '| tiny | CT-GLIP |' in text and '| tiny | scratch, 2x iterations |' in text
+    assert (tmp_path / 'docs' / 'finetune_example.png').is_file()
+    assert (tmp_path / 'out' / 'pretrain' / 'tiny_ctglip' / 'last_checkpoint').is_file()
