@@ -365,3 +365,10 @@ def test_lower_encoder_learning_rate_option():
         for p in group['params']:
             lrs.setdefault(names[id(p)], set()).add(round(group['lr'], 9))
     assert lrs == {'backbone': {1e-4}, 'decoder': {1e-3}}
+
+
+def test_cross_entropy_class_weights_from_a_config_list():
+    model = segmentor(loss=dict(type='DiceCELoss', to_onehot_y=True, softmax=True,
+                                weight=[1.0, 30.0]))
+    loss = model(torch.rand(1, 1, 16, 16, 16), [sample((16, 16, 16))], mode='loss')['loss_seg']
+    assert torch.isfinite(loss)

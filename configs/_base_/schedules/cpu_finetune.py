@@ -1,5 +1,7 @@
 # Tumor fine-tuning schedule sized for a 2-core CPU: one config fine-tunes and tests on the
-# phantom tumor set in a few minutes (configs/finetune/README.md has the measured times).
+# phantom tumor set in about 2-3 minutes on idle cores (configs/finetune/README.md has the
+# measured times). Short: a scratch nnU-Net has not learnt the phantom tumors by 1000
+# iterations (docs/finetuning.md); raise train_cfg.max_iters for a converged lower bound.
 # The same schedule for every initialisation (scratch, vanilla CLIP, CT-GLIP), so the rows of
 # the comparison differ only in the encoder's starting point.
 max_iters = 300
