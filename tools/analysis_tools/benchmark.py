@@ -467,8 +467,10 @@ def measure_family(family, config, args):
     from ctglip.utils.benchmark import flop_counter, module_flops, tensor_memory_peak
     sub_args = argparse.Namespace(**vars(args))
     sub_args.amp, sub_args.workers = True, 0
+    # The same batch is stepped several times in bf16: a tiny model can overflow there, and a
+    # skipped update still ran the forward and backward pass whose memory and FLOPs we count.
     options = list(args.cfg_options) + [f'model.backbone.arch={args.arch}',
-                                        'train_dataloader.batch_size=1']
+                                        'train_dataloader.batch_size=1', 'model.nonfinite=skip']
     s = Subject(family, config, options, sub_args)
     rows = []
     for crop in args.crops:
