@@ -39,10 +39,11 @@ def parse_args(argv=None):
                         default=1.0,
                         help='multiplier of the abnormality rates (default 1)')
     parser.add_argument('--profile',
-                        choices=['realistic', 'benchmark'],
+                        choices=['realistic', 'benchmark', 'tumor'],
                         default='realistic',
                         help='how findings are drawn: realistic sizes and rates (default) or '
-                        'benchmark (every finding visible at 5 mm, 15-40%% prevalence)')
+                        'benchmark (every finding visible at 5 mm, 15-40%% prevalence) or tumor (benchmark '
+                        'with conspicuous liver, pancreatic and renal masses, for fine-tuning)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 

@@ -79,6 +79,8 @@ class CTReportDataset(BaseDataset):
                                 'the dataset data_root) at a folder with a manifest, or write one '
                                 'with python tools/make_phantoms.py OUT_DIR.')
             self._make_phantoms()
+        elif self.phantom is not None:
+            self._check_phantom_settings()
         rows = self._read_manifest(manifest)
         all_infos, lines = [], []
         for line_no, row in rows:
@@ -113,6 +115,19 @@ class CTReportDataset(BaseDataset):
                   f'({options}). To train on real data, point --data-root at a folder with a '
                   'manifest.jsonl (see README, "Use your own data").', logger='current')
         make_phantom_dataset(self.data_root, **options)
+
+    def _check_phantom_settings(self):
+        from ctglip.datasets.phantom.dataset import phantom_settings_mismatch
+        options = dict(self.phantom)
+        for key in ('start_method', 'num_workers', 'progress'):  # do not change the data
+            options.pop(key, None)
+        diff = phantom_settings_mismatch(self.data_root, **options)
+        if diff:
+            raise DataError(f'{self.data_root} holds a phantom dataset made with other settings '
+                            f'than this config asks for ({"; ".join(diff)}). Fix: delete '
+                            f'{self.data_root} (it is regenerated on first use, with the '
+                            'config\'s settings), or point the config\'s data_root at another '
+                            'folder.')
 
     def _read_manifest(self, manifest):
         rows = []

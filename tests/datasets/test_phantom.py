@@ -381,6 +381,32 @@ def test_benchmark_profile_makes_every_finding_visible_and_common():
             assert abs(f.params['delta']) >= 45
 
 
+def test_tumor_profile_makes_large_hyperdense_masses():
+    from ctglip.datasets.phantom.findings import PROFILES
+    floors, (lo, hi) = PROFILES['tumor']['min_mm'], PROFILES['tumor']['mass_hu']
+    masses = [f for fs in _findings('tumor') for f in fs
+              if f.name in ('liver mass', 'pancreatic mass', 'renal mass')]
+    assert masses
+    for f in masses:
+        assert f.size >= floors[f.name] - 1e-9, f
+        assert lo <= f.params['delta'] <= hi, f  # above the organ, within the profile's range
+    others = [(f.name, f.organ, f.size) for fs in _findings('tumor') for f in fs
+              if f.name not in ('liver mass', 'pancreatic mass', 'renal mass')]
+    assert others  # the other findings are drawn as in the benchmark profile
+
+
+def test_dataset_refuses_a_phantom_folder_made_with_other_settings(tmp_path):
+    from ctglip.datasets import CTReportDataset
+    from ctglip.utils.errors import DataError
+    root = str(tmp_path / 'ph')
+    phantom = dict(num_cases=2, seed=4, spacing=8.0, num_workers=0, progress=False)
+    CTReportDataset(root, phantom=phantom, lazy_init=False)  # generated on first use
+    CTReportDataset(root, phantom=phantom, lazy_init=False)  # the same settings: reused
+    with pytest.raises(DataError, match=r'profile: folder .realistic., asked .tumor.*delete'):
+        CTReportDataset(root, phantom=dict(phantom, profile='tumor'), lazy_init=False)
+    assert len(_rows(root)) == 2  # nothing was deleted
+
+
 def test_command_line_tool(tmp_path, capsys):
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     try:

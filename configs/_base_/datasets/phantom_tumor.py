@@ -1,12 +1,14 @@
 # Tumor fine-tuning data: the built-in phantom restricted to abdominal CTs, in the manifest
 # format, with tumor masks of liver, pancreatic and renal masses (generated on first use).
-# 'benchmark' profile: masses of at least 16-20 mm (3-4 voxels at 5 mm) at 13-18 % prevalence
-# each; a seed of its own, so no fine-tuning patient is a pretraining patient (data/phantom).
+# 'tumor' profile: the benchmark profile (every finding visible at 5 mm) with hyperdense
+# masses 150-250 HU above their organ, of at least 26-30 mm (5-6 voxels at 5 mm), at 13-18 %
+# prevalence each (why: docs/finetuning.md, "Why the tumor profile"); a seed of its own, so
+# no fine-tuning patient is a pretraining patient (data/phantom).
 # Point every dataloader at other data with --data-root DIR (a manifest folder whose studies
 # of every split have "tumor_mask").
 data_root = 'data/phantom_tumor'
 organ_vocab = 'totalseg_v1'
-phantom = dict(num_cases=240, seed=14, spacing=5.0, fov='abdomen', profile='benchmark')
+phantom = dict(num_cases=240, seed=14, spacing=5.0, fov='abdomen', profile='tumor')
 # the pretraining grid and intensity scale (configs/_base_/datasets/phantom_104organ.py): the
 # encoder was pretrained on them
 spacing = (5.0, 5.0, 5.0)  # mm

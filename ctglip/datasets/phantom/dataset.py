@@ -224,8 +224,9 @@ def make_phantom_dataset(out_dir, num_cases=200, seed=0, num_workers=2, spacing=
         **options: ``fov_mm`` (in-plane field of view in mm, default (448, 352)),
             ``abnormal_rate`` (multiplier of the finding rates, default 1.0), ``fov`` (force one
             field of view, one of ``FIELDS_OF_VIEW``), ``profile`` (``'realistic'``, the
-            default, or ``'benchmark'``: every finding visible at 5 mm at a report-dataset
-            prevalence; see ``findings.PROFILES``), ``start_method`` (multiprocessing).
+            default, ``'benchmark'``: every finding visible at 5 mm at a report-dataset
+            prevalence, or ``'tumor'``: benchmark with conspicuous masses; see
+            ``findings.PROFILES``), ``start_method`` (multiprocessing).
 
     Returns:
         str: path of ``manifest.jsonl``.
@@ -304,6 +305,41 @@ def make_phantom_dataset(out_dir, num_cases=200, seed=0, num_workers=2, spacing=
         profile=profile))
     _write_text(manifest, ''.join(json.dumps(r) + '\n' for r in rows))
     return manifest
+
+
+def phantom_settings_mismatch(out_dir, num_cases=200, seed=0, spacing=DEFAULT_SPACING,
+                              **options):
+    """Compare the settings a phantom folder was made with to the given ones.
+
+    Returns:
+        list[str]: ``'name: folder X, asked Y'`` for each differing setting; empty when they
+        agree or when ``out_dir`` holds no phantom ``stats.json`` (real data, or an older
+        folder without recorded settings).
+    """
+    path = osp.join(out_dir, 'stats.json')
+    if not osp.isfile(path):
+        return []
+    try:
+        with open(path) as f:
+            made = json.load(f).get('settings')
+    except (OSError, ValueError):
+        return []
+    if not isinstance(made, dict):
+        return []
+    asked = dict(seed=int(seed), num_cases=int(num_cases), spacing=list(_spacing3(spacing)),
+                 fov_mm=list(options.get('fov_mm', DEFAULT_FOV_MM)),
+                 abnormal_rate=float(options.get('abnormal_rate', 1.0)),
+                 fov=options.get('fov'), profile=options.get('profile', 'realistic'))
+    out = []
+    for key, want in asked.items():
+        have = made.get(key)
+        if isinstance(want, list) and isinstance(have, list):
+            same = [float(v) for v in have] == [float(v) for v in want]
+        else:
+            same = have == want
+        if key in made and not same:
+            out.append(f'{key}: folder {have!r}, asked {want!r}')
+    return out
 
 
 def _start_method():
