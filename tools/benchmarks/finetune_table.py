@@ -54,6 +54,9 @@ def parse_args(argv=None):
                         choices=[i for i, _ in INITS])
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2],
                         help='fine-tune every row once per seed (default: 0 1 2)')
+    parser.add_argument('--family-seeds', nargs='+', default=[], metavar='FAMILY=S[,S...]',
+                        help="other seeds for one family, e.g. 'mit=0' to run the slower "
+                        'family once per row (the caption says so)')
     parser.add_argument('--out', default=osp.join('work_dirs', 'finetune_table'))
     parser.add_argument('--pretrain-dir', help='pretraining work dirs <DIR>/<config name>; a '
                         'run with last_checkpoint is reused (default: <out>/pretrain)')
@@ -85,7 +88,22 @@ def parse_args(argv=None):
     parser.add_argument('--readme', help=argparse.SUPPRESS)  # tests: another README file
     parser.add_argument('--docs-dir', default=osp.join(REPO, 'docs'),
                         help='where --update-readme copies the picture (default docs/)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.seeds_of = {}
+    for item in args.family_seeds:
+        family, _, seeds = item.partition('=')
+        try:
+            args.seeds_of[family] = [int(x) for x in seeds.split(',') if x]
+        except ValueError:
+            parser.error(f'--family-seeds {item!r}: use FAMILY=S[,S...], e.g. mit=0')
+        if family not in args.families or not args.seeds_of[family]:
+            parser.error(f'--family-seeds {item!r}: {family!r} is not one of --families '
+                         f'{args.families}, or no seed is given')
+    return args
+
+
+def family_seeds(args, family):
+    return args.seeds_of.get(family, args.seeds) if hasattr(args, 'seeds_of') else args.seeds
 
 
 def command(args):
@@ -94,6 +112,8 @@ def command(args):
     if list(args.inits) != [i for i, _ in INITS]:
         parts += ['--inits', *args.inits]
     parts += ['--seeds', *map(str, args.seeds)]
+    if getattr(args, 'family_seeds', None):
+        parts += ['--family-seeds', *args.family_seeds]
     for flag in ('pretrain_dir', 'pretrain_max_iters', 'pretrain_data_root', 'data_root',
                  'max_iters'):
         if getattr(args, flag):
@@ -215,13 +235,15 @@ def gains(results, args):
             lines.append(f'- {family}: ' + '; '.join(parts) + f' (points, mean over seeds; '
                          f'{PAPER}).')
         check = results.get((family, 'scratch-2x'))
-        base = [m for m in rows['scratch'] or [] if m.get('_seed') == args.seeds[0]]
+        base = [m for m in rows['scratch'] or []
+                if m.get('_seed') == family_seeds(args, family)[0]]
         keys = ('tumor/auc', 'tumor/dice')
         if check and base and all(m.get(k) is not None for m in (check[0], base[0])
                                   for k in keys):
             d_auc, d_dice = (100 * (check[0][k] - base[0][k]) for k in keys)
             converged = d_auc < 2 and d_dice < 2
-            lines.append(f'- {family}: scratch with twice the iterations (seed {args.seeds[0]}): '
+            lines.append(f'- {family}: scratch with twice the iterations (seed '
+                         f'{family_seeds(args, family)[0]}): '
                          f'{d_auc:+.1f} AUC, {d_dice:+.1f} Dice against the same seed on the '
                          'schedule; ' + ('it gains less than 2 points, so the scratch row is a '
                                          'converged lower bound.' if converged else
@@ -249,8 +271,12 @@ def caption(results, args):
                if m.get('_train_seconds')]
     timing = (f' One fine-tune + test took {_span([round(m, 1) for m in minutes])} min.'
               if minutes else '')
-    seeds = (f'mean (min-max) over seeds {", ".join(map(str, args.seeds))}'
-             if len(args.seeds) > 1 else f'seed {args.seeds[0]}')
+    def seeds_text(seeds):
+        return (f'mean (min-max) over seeds {", ".join(map(str, seeds))}'
+                if len(seeds) > 1 else f'seed {seeds[0]}')
+    seeds = seeds_text(args.seeds)
+    if getattr(args, 'seeds_of', None):
+        seeds = '; '.join(f'{f}: {seeds_text(family_seeds(args, f))}' for f in args.families)
     return (f'Tumor fine-tuning on the test split of {where} ({"/".join(map(str, studies))} '
             f'studies), {measured}, with `{command(args)}`; {schedule}, {pre}.{timing} '
             f'Percent, {seeds}. Detection: AUC of the per-organ tumor probability (from the '
@@ -367,16 +393,17 @@ def main(argv=None):
             if variant and variant not in checkpoints:
                 checkpoints[variant] = pretrain(family, variant, args)[0]
         for init in args.inits:
-            for seed in args.seeds:
+            for seed in family_seeds(args, family):
                 print(f'[{family}] {init} seed {seed}: fine-tuning and testing ...', flush=True)
                 metrics = finetune_and_test(family, init, seed, args,
                                             checkpoints.get(PRETRAINED.get(init)))
                 results.setdefault((family, init), []).append(dict(metrics, _seed=seed))
         if args.scratch_check and 'scratch' in args.inits:
-            print(f'[{family}] scratch, 2x iterations, seed {args.seeds[0]} ...', flush=True)
-            metrics = finetune_and_test(family, 'scratch', args.seeds[0], args,
+            first = family_seeds(args, family)[0]
+            print(f'[{family}] scratch, 2x iterations, seed {first} ...', flush=True)
+            metrics = finetune_and_test(family, 'scratch', first, args,
                                         iters_factor=2, tag='_2x')
-            results[(family, 'scratch-2x')] = [dict(metrics, _seed=args.seeds[0])]
+            results[(family, 'scratch-2x')] = [dict(metrics, _seed=first)]
     markdown = table(results, args)
     out = _abs(args.out)
     os.makedirs(out, exist_ok=True)
