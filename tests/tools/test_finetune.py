@@ -195,3 +195,29 @@ def test_msd_and_kits_layouts_fine_tune(layout, tmp_path):
     assert values['tumor/dice_num_studies'] == 1 and 0 <= values['tumor/dice'] <= 1
     (case,) = list((tmp_path / 'pred').iterdir())
     assert nib.load(str(case / 'tumor_mask.nii.gz')).shape == (16, 16, 16)
+
+
+def test_finetune_probe_reports_a_learning_curve(tumor_data, tmp_path):
+    """tools/analysis_tools/finetune_probe.py: one row per report, each with the loss and
+    probabilities and an organ AUC in range (its learning results are in docs/finetuning.md,
+    measured on the phantom tumor set)."""
+    out = tmp_path / 'curve.json'
+    proc = run_tool(['tools/analysis_tools/finetune_probe.py', SCRATCH, '--data-root',
+                     tumor_data, '--iters', '6', '--every', '3', '--window', '3',
+                     '--add-hu', '2000', '--lr', '1e-2', '--json', str(out), '--cfg-options',
+                     'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+                     'train_dataloader.batch_size=4'])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    curve = json.loads(out.read_text())['curve']
+    assert [row['step'] for row in curve] == [3, 6]
+    for row in curve:
+        assert np.isfinite(row['loss'])
+        assert all(0.0 <= row[k] <= 1.0 for k in ('p_tumor', 'p_bg', 'recall', 'organ_auc'))
+    assert 'organ AUC' in proc.stdout
+
+
+def test_finetune_probe_refuses_a_zero_shot_config(tmp_path):
+    proc = run_tool(['tools/analysis_tools/finetune_probe.py', 'configs/tests/tiny_ctglip.py',
+                     '--iters', '1'])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith('error:') and 'CTSegmentor' in proc.stderr
