@@ -1,6 +1,6 @@
 """Measuring a training step: times and their spread, FLOPs, the machine's GEMM and Conv3d
 peaks, memory, text-encoder work. The pieces of ``tools/analysis_tools/benchmark.py`` (and of
-the older timing scripts in ``tools/benchmarks/``), kept here so that every timing in the
+the older timing scripts in ``tools/analysis_tools/``), kept here so that every timing in the
 repository is made the same way.
 
 Conventions: times are wall-clock seconds with the device synchronised around each timed

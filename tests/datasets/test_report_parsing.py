@@ -313,7 +313,7 @@ def test_labelled_data_is_well_formed():
             assert row['status'][organ] == 'abnormal', row['id']
 
 
-# Bars set after measuring (tools/benchmarks/structurer_accuracy.py). ``test`` rows were never
+# Bars set after measuring (tools/analysis_tools/structurer_accuracy.py). ``test`` rows were never
 # used to change the rules: its bar is the honest one, with room for the two known misses
 # (its first and only scoring: organ exact 0.976, status 0.963, names exact 1.000). ``dev`` and
 # ``heldout`` rows were used to fix rules; their bars guard against regressions.

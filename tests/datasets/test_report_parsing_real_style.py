@@ -19,7 +19,7 @@ CATEGORIES = (
     'lesions named by their look', 'chest findings (ct_rate vocabulary)')
 V1 = set(organ_vocabulary('totalseg_v1'))
 # Bars a little under the held-out half's only measurement (organ exact 0.915, organ F1 0.969,
-# status 0.994, names exact 0.961, names F1 0.957: tools/benchmarks/structurer_accuracy.py),
+# status 0.994, names exact 0.961, names F1 0.957: tools/analysis_tools/structurer_accuracy.py),
 # and at the rules half's (all 1.000) less one miss: they guard against regressions.
 BARS = {'heldout': dict(organ_exact=0.88, organ_f1=0.95, status_accuracy=0.97,
                         abnormality_exact=0.93, abnormality_f1=0.93),
@@ -75,7 +75,7 @@ def test_category_table():
 
 
 def test_structurer_accuracy_script_prints_the_category_table(tmp_path):
-    run = subprocess.run([sys.executable, 'tools/benchmarks/structurer_accuracy.py', '--errors',
+    run = subprocess.run([sys.executable, 'tools/analysis_tools/structurer_accuracy.py', '--errors',
                           'rules'], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert '| chest findings (ct_rate vocabulary) | 8 |' in run.stdout
@@ -85,7 +85,7 @@ def test_structurer_accuracy_script_prints_the_category_table(tmp_path):
 
 
 def test_update_readme_writes_the_section(tmp_path):
-    sys.path.insert(0, f'{REPO}/tools/benchmarks')
+    sys.path.insert(0, f'{REPO}/tools/analysis_tools')
     from readme_section import update_readme
     readme = tmp_path / 'README.md'
     readme.write_text('x\n<!-- structurer-accuracy:start -->\nold\n'

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
-sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 import benchmark  # noqa: E402
 
 TINY = 'configs/tests/tiny_ctglip.py'
@@ -207,5 +207,5 @@ def test_backbone_speed_uses_the_harness_primitives():
     row = backbone_speed.measure('MiT3D', 'tiny', args)
     assert row['flops'] > 0 and 0 < row['time_min'] <= row['time_median']
     assert row['out_shape'][0] == 16 and row['size'] == 16
-    table = backbone_speed.format_table([row], args, 'python tools/benchmarks/backbone_speed.py')
+    table = backbone_speed.format_table([row], args, 'python tools/analysis_tools/backbone_speed.py')
     assert '| MiT3D | tiny |' in table and 'GFLOP/step' in table

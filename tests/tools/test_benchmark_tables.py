@@ -1,4 +1,4 @@
-"""The table-making parts of tools/benchmarks (the training runs themselves are benchmarks)."""
+"""The table-making parts of tools/analysis_tools (the training runs themselves are benchmarks)."""
 import json
 import os.path as osp
 import sys
@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO
 
-sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 import abnormality_oracle  # noqa: E402
 import abnormality_probe  # noqa: E402
 import abnormality_supervised  # noqa: E402
@@ -31,11 +31,11 @@ def fake_metrics(auc, val_auc=None):
 def test_zeroshot_command_names_every_option_that_changes_results():
     args = zeroshot_table.parse_args(['--families', 'mit', '--max-iters', '300'])
     assert zeroshot_table.command(args) == \
-        'python tools/benchmarks/zeroshot_table.py --families mit --max-iters 300'
+        'python tools/analysis_tools/zeroshot_table.py --families mit --max-iters 300'
     args = zeroshot_table.parse_args(['--families', 'mit', 'nnunet', '--variants', 'ctglip',
                                       '--data-root', 'data/x', '--cfg-options', 'a.b=1'])
     assert zeroshot_table.command(args) == (
-        'python tools/benchmarks/zeroshot_table.py --families mit nnunet --variants ctglip '
+        'python tools/analysis_tools/zeroshot_table.py --families mit nnunet --variants ctglip '
         '--data-root data/x --cfg-options a.b=1')
 
 

@@ -1,4 +1,4 @@
-"""tools/benchmarks/finetune_table.py: its command line, table and claims; the tiny run end to
+"""tools/analysis_tools/finetune_table.py: its command line, table and claims; the tiny run end to
 end is marked slow (minutes: two pretrainings, four fine-tunes and tests)."""
 import os.path as osp
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 
-sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 import finetune_table  # noqa: E402
 
 
@@ -24,12 +24,12 @@ def fake(auc, dice, seed=0, **extra):
 def test_command_names_every_option_that_changes_results():
     args = finetune_table.parse_args([])
     assert finetune_table.command(args) == (
-        'python tools/benchmarks/finetune_table.py --families nnunet mit --seeds 0 1 2')
+        'python tools/analysis_tools/finetune_table.py --families nnunet mit --seeds 0 1 2')
     args = finetune_table.parse_args(['--families', 'mit', '--seeds', '0', '--max-iters', '50',
                                       '--pretrain-max-iters', '100', '--no-scratch-check',
                                       '--cfg-options', 'a.b=1'])
     assert finetune_table.command(args) == (
-        'python tools/benchmarks/finetune_table.py --families mit --seeds 0 '
+        'python tools/analysis_tools/finetune_table.py --families mit --seeds 0 '
         '--pretrain-max-iters 100 --max-iters 50 --cfg-options a.b=1 --no-scratch-check')
 
 
@@ -58,7 +58,7 @@ def test_tiny_reproduction_end_to_end(tiny_bert, tiny_data, tmp_path):
     tumor = make_tiny_tumor_dataset(str(tmp_path / 'tumor'))
     readme = tmp_path / 'README.md'
     readme.write_text('# x\n<!-- finetune-table:start -->\n<!-- finetune-table:end -->\n')
-    cmd = [sys.executable, 'tools/benchmarks/finetune_table.py', '--families', 'tiny',
+    cmd = [sys.executable, 'tools/analysis_tools/finetune_table.py', '--families', 'tiny',
            '--seeds', '0', '--pretrain-config', 'configs/tests/tiny_{variant}.py',
            '--finetune-config', 'configs/tests/tiny_finetune_{init}.py',
            '--pretrain-data-root', tiny_data, '--data-root', tumor, '--pretrain-max-iters', '1',

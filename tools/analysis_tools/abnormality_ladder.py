@@ -7,8 +7,8 @@
 
 Each rung learns the 16 abnormalities from the same studies, with labels instead of text:
 the first two fit a logistic regression on hand-made organ statistics of the input
-(``tools/benchmarks/abnormality_oracle.py``); the others train a model with the supervised
-harness (``tools/benchmarks/abnormality_supervised.py``: the config's pipeline, batch,
+(``tools/analysis_tools/abnormality_oracle.py``); the others train a model with the supervised
+harness (``tools/analysis_tools/abnormality_supervised.py``: the config's pipeline, batch,
 optimiser and schedule, a standardised linear head with its own learning rate), swapping the
 backbone, the organ pooler and the raw-intensity skip by config. The rung where the test AUC
 drops is where the signal is lost. ``--update-docs`` writes the table into
@@ -29,7 +29,7 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
-sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 
 NNUNET = 'configs/ctglip/ctglip_nnunet_104organ.py'
 MIT = 'configs/ctglip/ctglip_mit_104organ.py'
@@ -198,7 +198,7 @@ def main(argv=None):
         text = curve_table(args.curve, points, args)
         print('\n' + text)
         if args.update_readme:
-            sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+            sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
             from readme_section import update_readme
             update_readme('learning-curve', text)
         return points

@@ -436,7 +436,7 @@ def write_json(results, path):
 
 
 def update_readme(section, markdown):
-    sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
     from readme_section import update_readme as update
     update(section, markdown)
 

@@ -60,7 +60,7 @@ Accuracy is measured by :mod:`.scoring` on ``tests/data/report_sentences.jsonl``
 sentences and reports in ``dev``/``heldout``/``test`` splits; only ``test`` was never used to
 change the rules) and per sentence category on ``tests/data/report_sentences_real_style.jsonl``
 (its ``heldout`` half never read while writing rules): ``python
-tools/benchmarks/structurer_accuracy.py``. Speed: about 150 reports per second on one CPU core.
+tools/analysis_tools/structurer_accuracy.py``. Speed: about 150 reports per second on one CPU core.
 
 Limits:
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python tools/benchmarks/backbone_speed.py [--backbones NNUNetEncoder3D MiT3D]
+    python tools/analysis_tools/backbone_speed.py [--backbones NNUNetEncoder3D MiT3D]
         [--presets tiny small] [--size 64] [--batch 2] [--steps 5] [--warmup 2]
         [--threads 2] [--device cpu]
 

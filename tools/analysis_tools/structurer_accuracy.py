@@ -1,6 +1,6 @@
 """Accuracy of a report structurer on the hand-labelled sentences and reports.
 
-``python tools/benchmarks/structurer_accuracy.py [--data FILE] [--real-style FILE]
+``python tools/analysis_tools/structurer_accuracy.py [--data FILE] [--real-style FILE]
 [--structurer NAME] [--errors [SPLIT]] [--update-readme]``
 
 Scores sentence-level organ assignment (exact set, micro precision/recall/F1), normal/abnormal
@@ -98,7 +98,7 @@ def main(argv=None):
             scores = score_structurer(structurer, [], rows)
             columns.append((f'reports, {split}' if split else 'reports', scores['report']))
             errors += [dict(e, split=split) for e in scores['errors']]
-    command = 'python tools/benchmarks/structurer_accuracy.py'
+    command = 'python tools/analysis_tools/structurer_accuracy.py'
     if args.structurer != 'RuleBasedReportStructurer':
         command += f' --structurer {args.structurer}'
     print(f'Report structurer accuracy ({args.structurer}, {osp.basename(args.data)}):\n')

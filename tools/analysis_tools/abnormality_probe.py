@@ -1,6 +1,6 @@
 """Where zero-shot abnormality detection loses its signal: image side or text side.
 
-    python tools/benchmarks/abnormality_probe.py CONFIG CHECKPOINT [--data-root DIR]
+    python tools/analysis_tools/abnormality_probe.py CONFIG CHECKPOINT [--data-root DIR]
         [--fit-split train|val]
 
 For each abnormality it compares on the test split (1) the zero-shot AUC (organ embedding vs.

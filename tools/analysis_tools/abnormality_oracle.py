@@ -1,6 +1,6 @@
 """How much abnormality signal the model's input carries: a hand-crafted-feature ceiling.
 
-    python tools/benchmarks/abnormality_oracle.py CONFIG [--data-root DIR]
+    python tools/analysis_tools/abnormality_oracle.py CONFIG [--data-root DIR]
 
 For every organ of the 7-organ abnormality vocabulary in every study, it takes the voxels under
 the organ mask of the image exactly as the model sees it at test time (the config's test

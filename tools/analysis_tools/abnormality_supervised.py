@@ -1,6 +1,6 @@
 """What the image encoder can learn about abnormalities at a given budget, with labels.
 
-    python tools/benchmarks/abnormality_supervised.py CONFIG [--iters N] [--data-root DIR]
+    python tools/analysis_tools/abnormality_supervised.py CONFIG [--iters N] [--data-root DIR]
 
 It trains the config's backbone and organ pooler from scratch, with the config's training
 pipeline, batch size, optimiser and learning-rate schedule, but with a supervised head instead

@@ -1,6 +1,6 @@
 """Time loading a training study with and without the preprocessing cache.
 
-    python tools/benchmarks/cache_speed.py [--config CONFIG] [--data-root DIR] [--n 20]
+    python tools/analysis_tools/cache_speed.py [--config CONFIG] [--data-root DIR] [--n 20]
         [--update-readme]
 
 Uncached: the config's deterministic head (decode NIfTI, reorient, resample, window) runs on
@@ -55,7 +55,7 @@ def main(argv=None):
     t_uncached, t_cached = t_uncached / n, t_cached / n
     shutil.rmtree(cache_dir)
     markdown = (
-        f'`python tools/benchmarks/cache_speed.py --n {n}` ({datetime.date.today().isoformat()}, '
+        f'`python tools/analysis_tools/cache_speed.py --n {n}` ({datetime.date.today().isoformat()}, '
         f'{platform.machine()} CPU, {os.cpu_count()} cores, one process): loading one training '
         'study of the phantom dataset\n\n'
         '| pipeline | s / study | speed-up |\n|---|---:|---:|\n'

@@ -1,6 +1,6 @@
 """Picture of a phantom slice next to the real CT in ``shared/data`` (README, "Phantom data").
 
-    python tools/benchmarks/phantom_figure.py [--phantom-root DIR] [--out docs/phantom_vs_real.png]
+    python tools/analysis_tools/phantom_figure.py [--phantom-root DIR] [--out docs/phantom_vs_real.png]
         [--stats DATA_ROOT] [--update-readme]
 
 With ``--stats DATA_ROOT`` it also prints (and with ``--update-readme`` writes into the README)
@@ -41,7 +41,7 @@ def stats_table(root):
         s = json.load(f)
     settings = s['settings']
     lines = [
-        f'`python tools/benchmarks/phantom_figure.py --stats {root}` on the dataset of '
+        f'`python tools/analysis_tools/phantom_figure.py --stats {root}` on the dataset of '
         f'`python tools/make_phantoms.py {root} --num-cases {settings["num_cases"]} --seed '
         f'{settings["seed"]}` (generator {settings["generator_version"]}, '
         f'{settings["spacing"][0]:g} mm voxels): {s["num_cases"]} studies of '

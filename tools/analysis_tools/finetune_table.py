@@ -9,7 +9,7 @@ backbones; mean and min-max over seeds), a JSON file of all metrics and a pictur
 case with the truth and the three predictions overlaid (``docs/finetune_example.png`` with
 ``--update-readme``).
 
-    python tools/benchmarks/finetune_table.py --families nnunet mit --seeds 0 1 2
+    python tools/analysis_tools/finetune_table.py --families nnunet mit --seeds 0 1 2
         [--out work_dirs/finetune_table] [--pretrain-dir DIR] [--max-iters N]
         [--update-readme --readme-section finetune-table]
 
@@ -108,7 +108,7 @@ def family_seeds(args, family):
 
 def command(args):
     """The command line that reproduces a table (the options that change results)."""
-    parts = ['python tools/benchmarks/finetune_table.py', '--families', *args.families]
+    parts = ['python tools/analysis_tools/finetune_table.py', '--families', *args.families]
     if list(args.inits) != [i for i, _ in INITS]:
         parts += ['--inits', *args.inits]
     parts += ['--seeds', *map(str, args.seeds)]

@@ -1,6 +1,6 @@
 """Compare organ poolers inside full CT-GLIP on the benchmark phantom set.
 
-    python tools/benchmarks/pooler_table.py [--family mit] [--poolers A B ...] [--max-iters N]
+    python tools/analysis_tools/pooler_table.py [--family mit] [--poolers A B ...] [--max-iters N]
         [--out work_dirs/poolers] [--update-readme]
 
 Trains and tests the full CT-GLIP config of one backbone family once per pooler (only
@@ -54,7 +54,7 @@ def choose(results):
 
 
 def table(results, args, best):
-    command = (f'python tools/benchmarks/pooler_table.py --family {args.family}'
+    command = (f'python tools/analysis_tools/pooler_table.py --family {args.family}'
                + (f' --max-iters {args.max_iters}' if args.max_iters else ''))
     lines = [
         f'Full CT-GLIP ({args.family}) with each organ pooler on the benchmark phantom set, '

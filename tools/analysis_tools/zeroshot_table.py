@@ -7,7 +7,7 @@ Markdown table in the layout of the paper (organ recognition top-1; abnormality 
 PPV, sensitivity, AUC; per-organ-group AUC), a JSON file of all metrics and a radar plot
 per family (copied to ``docs/zeroshot_radar_<family>.png`` with ``--update-readme``).
 
-    python tools/benchmarks/zeroshot_table.py --families mit [--out work_dirs/zeroshot_table]
+    python tools/analysis_tools/zeroshot_table.py --families mit [--out work_dirs/zeroshot_table]
         [--max-iters N] [--update-readme]
 
 The benchmark data is the benchmark phantom profile (``data/phantom_benchmark``: 2,400
@@ -87,7 +87,7 @@ def ensure_data(args):
 
 def command(args):
     """The command line that reproduces a table (the options that change results)."""
-    parts = ['python tools/benchmarks/zeroshot_table.py', '--families', *args.families]
+    parts = ['python tools/analysis_tools/zeroshot_table.py', '--families', *args.families]
     if list(args.variants) != [v for v, _ in VARIANTS]:
         parts += ['--variants', *args.variants]
     if args.data_root != BENCH_DATA:

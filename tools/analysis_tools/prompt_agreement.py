@@ -1,6 +1,6 @@
 """Do the zero-shot prompts agree with the training texts, for the frozen text encoder?
 
-    python tools/benchmarks/prompt_agreement.py DATA_ROOT [--model PATH] [--prompts FILE]
+    python tools/analysis_tools/prompt_agreement.py DATA_ROOT [--model PATH] [--prompts FILE]
 
 For each abnormality of the vocabulary it takes the finding sentences of the organs that have
 it in the manifest (the diagnosis term's training text of an abnormal organ) and the normal
