@@ -33,6 +33,21 @@ def test_command_names_every_option_that_changes_results():
         '--pretrain-max-iters 100 --max-iters 50 --cfg-options a.b=1 --no-scratch-check')
 
 
+def test_family_seeds_run_one_family_with_other_seeds(capsys):
+    args = finetune_table.parse_args(['--family-seeds', 'mit=0'])
+    assert finetune_table.family_seeds(args, 'mit') == [0]
+    assert finetune_table.family_seeds(args, 'nnunet') == [0, 1, 2]
+    assert '--seeds 0 1 2 --family-seeds mit=0' in finetune_table.command(args)
+    results = {('nnunet', 'scratch'): [fake(0.70, 0.50, s) for s in (0, 1, 2)],
+               ('mit', 'scratch'): [fake(0.60, 0.40, 0)]}
+    caption = finetune_table.caption(results, args)
+    assert 'nnunet: mean (min-max) over seeds 0, 1, 2; mit: seed 0' in caption
+    for bad in ('vit=0', 'mit=', 'mit=a'):
+        with pytest.raises(SystemExit):
+            finetune_table.parse_args(['--family-seeds', bad])
+    assert '--family-seeds' in capsys.readouterr().err
+
+
 def test_table_rows_gains_and_convergence_check():
     args = finetune_table.parse_args(['--families', 'nnunet', '--seeds', '0', '1'])
     results = {('nnunet', 'scratch'): [fake(0.70, 0.50, 0), fake(0.72, 0.52, 1)],
