@@ -149,7 +149,7 @@ class CTGLIP(BaseModel):
             return embeds, valid
         labels = torch.stack([s.organ_label for s in data_samples]).to(inputs.device)
         if self.is_global(pooler):  # the whole study's labelled voxels as one region
-            stats = self.intensity_skip(inputs, (labels > 0).long(), 1)
+            stats = self.intensity_skip(inputs, (labels > 0).long(), 1, context_label=labels)
         else:
             stats = self.intensity_skip(inputs, labels, embeds.shape[1])
         return torch.cat([embeds, stats.to(embeds.dtype)], dim=-1), valid

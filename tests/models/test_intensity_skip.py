@@ -75,6 +75,32 @@ def test_bad_settings_and_inputs_fail_clearly():
         OrganIntensityStats()(torch.zeros(1, 1, 4, 4, 4), torch.zeros(1, 4, 4, 5).long(), 2)
 
 
+def test_context_features_compare_each_organ_with_the_reference_organs():
+    plain, stats = OrganIntensityStats(), OrganIntensityStats(context_organs=('spleen', 'liver'))
+    assert stats.out_channels == plain.out_channels + 4
+    label = torch.zeros(2, 16, 16, 16, dtype=torch.long)
+    label[:, 2:8, 2:8, 2:8] = 5  # liver (label 5) in both studies
+    label[0, 9:14, 9:14, 9:14] = 1  # spleen (label 1) in study 0 only
+    hu = torch.zeros(2, 1, 16, 16, 16)
+    hu[:, :, 2:8, 2:8, 2:8] = torch.tensor([100.0, 40.0]).view(2, 1, 1, 1, 1)  # liver HU
+    hu[0, :, 9:14, 9:14, 9:14] = 40.0  # spleen HU
+    feats = stats(windowed(hu), label, 104)
+    assert torch.equal(feats[..., :plain.out_channels], plain(windowed(hu), label, 104))
+    context = feats[..., plain.out_channels:]  # in view: spleen, liver; differences to them
+    assert context[0, 4].tolist() == pytest.approx([1.0, 1.0, (100.0 - 40.0) / 500.0, 0.0])
+    assert context[1, 4].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0])  # no spleen in view
+    assert context[0, 0].tolist() == pytest.approx([1.0, 1.0, 0.0, (40.0 - 100.0) / 500.0])
+    assert not context[:, 2, 2:].any()  # an organ not in view gets no difference
+    # the global pooler's one region reads the references from the full label map
+    whole = stats(windowed(hu), (label > 0).long(), 1, context_label=label)
+    assert whole.shape == (2, 1, stats.out_channels)
+    assert whole[1, 0, plain.out_channels:].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match='context_label'):
+        stats(windowed(hu), (label > 0).long(), 1)
+    with pytest.raises(ConfigError, match='not organs'):
+        OrganIntensityStats(context_organs=('spleen', 'kidney'))
+
+
 def test_ladder_backbones():
     x = torch.rand(2, 1, 8, 8, 8)
     ident = IdentityBackbone()
@@ -92,11 +118,12 @@ def test_projection_layernorm():
 
 
 @pytest.mark.parametrize('variant', ['ctglip_nnunet_104organ.py', 'clip_nnunet_104organ.py'])
-def test_model_with_skip_trains_and_predicts(variant, tiny_bert, tiny_data):
+@pytest.mark.parametrize('context', [(), ('spleen', 'aorta')])
+def test_model_with_skip_trains_and_predicts(variant, context, tiny_bert, tiny_data):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'ctglip', variant))
     cfg.model.text_encoder.model_path = tiny_bert
     cfg.model.backbone.arch = 'tiny'
-    cfg.model.intensity_skip = dict(type='OrganIntensityStats')
+    cfg.model.intensity_skip = dict(type='OrganIntensityStats', context_organs=context)
     model = MODELS.build(cfg.model)
     channels = model.backbone.out_channels + model.intensity_skip.out_channels
     assert model.pooled_channels == channels

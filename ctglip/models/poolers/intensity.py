@@ -41,6 +41,15 @@ class OrganIntensityStats(nn.Module):
         hu_edges (tuple[float]): absolute HU bin edges.
         relative_edges (tuple[float]): bin edges relative to the interior mean (HU).
         reference_count (float): the voxel count that maps to 1.0 (an organ of 32^3 voxels).
+        context_organs (Sequence[str]): reference organs of the same study (e.g. ``('spleen',
+            'aorta')``). For each, two more features per organ: whether the reference is in
+            view, and the organ's interior mean HU minus the reference's (/ 500; 0 when either
+            is absent). A density finding is a difference between organs of one study (the
+            radiologist's liver-minus-spleen for steatosis), while the contrast phase and the
+            scanner move every organ's HU together; ``tools/analysis_tools/abnormality_oracle.py
+            --features context`` measured steatosis AUC 0.846 -> 0.988 with such terms. Empty
+            (the default): no context features.
+        organ_vocab: the organ vocabulary of the label maps (names ``context_organs``).
 
     Shapes:
         ``inputs`` ``B x C x D x H x W`` float in [0, 1], ``organ_label`` ``B x D x H x W``
@@ -48,7 +57,8 @@ class OrganIntensityStats(nn.Module):
     """
 
     def __init__(self, window=(-1000.0, 1000.0), channel=0, hu_edges=DEFAULT_HU_EDGES,
-                 relative_edges=DEFAULT_RELATIVE_EDGES, reference_count=32768.0):
+                 relative_edges=DEFAULT_RELATIVE_EDGES, reference_count=32768.0,
+                 context_organs=(), organ_vocab='totalseg_v1'):
         super().__init__()
         low, high = (float(w) for w in window)
         if not high > low:
@@ -65,15 +75,30 @@ class OrganIntensityStats(nn.Module):
         self.register_buffer('relative_edges',
                              torch.tensor(relative_edges, dtype=torch.float32), persistent=False)
         self.log_reference = float(torch.log1p(torch.tensor(float(reference_count))))
+        self.context_organs = tuple(context_organs)
+        if self.context_organs:
+            from ctglip.datasets.organs import organ_vocabulary
+            vocab = organ_vocabulary(organ_vocab)
+            unknown = [o for o in self.context_organs if o not in vocab]
+            if unknown:
+                raise ConfigError(f'OrganIntensityStats: context_organs {unknown} are not organs '
+                                  f'of the organ vocabulary {organ_vocab!r}. Fix: use its '
+                                  "names, e.g. 'spleen', 'aorta'.")
+            self.context_index = [vocab.index(o) for o in self.context_organs]  # 0-based
 
     @property
     def out_channels(self):
         """Number of statistics per organ."""
         absolute = len(self.hu_edges) + 1
-        return 2 * (absolute + 3) + len(self.relative_edges) + 1
+        return 2 * (absolute + 3) + len(self.relative_edges) + 1 + 2 * len(self.context_organs)
 
-    def forward(self, inputs, organ_label, num_organs):
-        """Statistics of every organ; see the class docstring."""
+    def forward(self, inputs, organ_label, num_organs, context_label=None):
+        """Statistics of every organ; see the class docstring.
+
+        ``context_label``: the study's full organ label map (vocabulary labels), when
+        ``organ_label`` is not one (the global pooler passes all labelled voxels as one
+        region); the context organs are found in it. Default: ``organ_label``.
+        """
         if inputs.dim() != 5 or inputs.shape[1] <= self.channel:
             raise ValueError(f'OrganIntensityStats expects inputs B x C x D x H x W with at least '
                              f'{self.channel + 1} channel(s), got shape {tuple(inputs.shape)}.')
@@ -98,7 +123,40 @@ class OrganIntensityStats(nn.Module):
         relative = self._log_count(
             _segment_hist(seg, bins, len(self.relative_edges) + 1, num_segments))
         feats = torch.cat([whole[1], inner[1], relative], dim=1)
-        return feats.view(label.shape[0], num_organs, -1)
+        feats = feats.view(label.shape[0], num_organs, -1)
+        if self.context_organs:
+            feats = torch.cat([feats, self._context(hu, label, inner[0], num_organs,
+                                                    context_label)], dim=-1)
+        return feats
+
+    def _context(self, hu, label, inner_mean, num_organs, context_label):
+        """``B x K x 2R``: per reference organ, in view (0/1) and the organ's interior mean
+        minus the reference's interior mean, in units of 500 HU (0 when either is absent)."""
+        batch_size = label.shape[0]
+        organ_mean = inner_mean.view(batch_size, num_organs)
+        organ_in = _interior_count(label, _interior(label), num_organs) > 0
+        index = torch.tensor(self.context_index, device=label.device)
+        if context_label is None:  # organ_label is the vocabulary's label map
+            if num_organs <= int(index.max()):
+                raise ValueError(f'OrganIntensityStats: the context organs need the full organ '
+                                 f'label map (labels up to {int(index.max()) + 1}), got '
+                                 f'{num_organs} organ(s); pass context_label.')
+            ref_mean, ref_in = organ_mean[:, index], organ_in[:, index]
+        else:  # the study's full label map, for the global pooler's one region
+            full = context_label[:, 0] if context_label.dim() == 5 else context_label
+            full = full.long()
+            k = max(int(full.max()) if full.numel() else 0, int(index.max()) + 1)
+            interior = _interior(full)
+            batch = torch.arange(batch_size, device=label.device).view(-1, 1, 1, 1)
+            seg = (batch * k + full - 1).expand_as(full)[interior]
+            count = _segment_sum(seg, torch.ones_like(hu[interior]), batch_size * k)
+            mean = _segment_sum(seg, hu[interior], batch_size * k) / count.clamp(min=1)
+            ref_mean = mean.view(batch_size, k)[:, index]
+            ref_in = count.view(batch_size, k)[:, index] > 0
+        both = (organ_in[:, :, None] & ref_in[:, None, :]).float()
+        diff = (organ_mean[:, :, None] - ref_mean[:, None, :]) / 500.0 * both
+        present = ref_in[:, None, :].float().expand_as(diff)
+        return torch.cat([present, diff], dim=-1)
 
     def _region(self, segment, values, num_segments):
         """(mean HU per segment, [log-count, mean, spread, log-counts per HU bin])."""
@@ -117,6 +175,14 @@ class OrganIntensityStats(nn.Module):
 
 def _segment_sum(segment, values, num_segments):
     return values.new_zeros(num_segments).index_add_(0, segment, values)
+
+
+def _interior_count(label, mask, num_organs):
+    """``B x K`` voxel counts of each organ within ``mask``."""
+    batch_size = label.shape[0]
+    batch = torch.arange(batch_size, device=label.device).view(-1, 1, 1, 1)
+    seg = (batch * num_organs + label - 1).expand_as(label)[mask & (label > 0)]
+    return torch.bincount(seg, minlength=batch_size * num_organs).view(batch_size, num_organs)
 
 
 def _segment_hist(segment, bins, num_bins, num_segments):
