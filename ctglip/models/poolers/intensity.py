@@ -108,34 +108,40 @@ class OrganIntensityStats(nn.Module):
             raise ValueError(f'OrganIntensityStats: organ_label {tuple(organ_label.shape)} and '
                              f'inputs {tuple(inputs.shape)} differ in batch or spatial size.')
         low, high = self.window
-        hu = inputs[:, self.channel].float() * (high - low) + low
         label = organ_label.long()
-        interior = _interior(label)
-        num_segments = label.shape[0] * num_organs
-        batch = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1, 1)
-        segment = (batch * num_organs + label - 1).expand_as(label)
+        batch_size = label.shape[0]
+        num_segments = batch_size * num_organs
+        # The labelled voxels are found once (nonzero, in raster order) and everything below
+        # works on them: indexing the whole batch with boolean masks took most of the time.
+        flat = label.reshape(-1)
+        voxel = flat.nonzero().squeeze(1)
+        per_study = flat.numel() // max(batch_size, 1)
+        segment = (voxel // per_study) * num_organs + flat[voxel] - 1
+        hu = inputs[:, self.channel].reshape(-1)[voxel].float() * (high - low) + low
+        inside = _interior(label).reshape(-1)[voxel]
+        seg_in, hu_in = segment[inside], hu[inside]
 
-        whole = self._region(segment[label > 0], hu[label > 0], num_segments)
-        inner = self._region(segment[interior], hu[interior], num_segments)
+        whole = self._region(segment, hu, num_segments)
+        inner = self._region(seg_in, hu_in, num_segments)
         # interior voxels against their organ's interior mean (phase-independent contrast)
-        seg = segment[interior]
-        bins = torch.bucketize(hu[interior] - inner[0][seg], self.relative_edges)
+        bins = torch.bucketize(hu_in - inner[0][seg_in], self.relative_edges)
         relative = self._log_count(
-            _segment_hist(seg, bins, len(self.relative_edges) + 1, num_segments))
+            _segment_hist(seg_in, bins, len(self.relative_edges) + 1, num_segments))
         feats = torch.cat([whole[1], inner[1], relative], dim=1)
-        feats = feats.view(label.shape[0], num_organs, -1)
+        feats = feats.view(batch_size, num_organs, -1)
         if self.context_organs:
-            feats = torch.cat([feats, self._context(hu, label, inner[0], num_organs,
+            organ_in = torch.bincount(seg_in, minlength=num_segments) > 0
+            feats = torch.cat([feats, self._context(inputs, inner[0], organ_in, num_organs,
                                                     context_label)], dim=-1)
         return feats
 
-    def _context(self, hu, label, inner_mean, num_organs, context_label):
+    def _context(self, inputs, inner_mean, organ_in, num_organs, context_label):
         """``B x K x 2R``: per reference organ, in view (0/1) and the organ's interior mean
         minus the reference's interior mean, in units of 500 HU (0 when either is absent)."""
-        batch_size = label.shape[0]
+        batch_size = inputs.shape[0]
         organ_mean = inner_mean.view(batch_size, num_organs)
-        organ_in = _interior_count(label, _interior(label), num_organs) > 0
-        index = torch.tensor(self.context_index, device=label.device)
+        organ_in = organ_in.view(batch_size, num_organs)
+        index = torch.tensor(self.context_index, device=inputs.device)
         if context_label is None:  # organ_label is the vocabulary's label map
             if num_organs <= int(index.max()):
                 raise ValueError(f'OrganIntensityStats: the context organs need the full organ '
@@ -146,8 +152,10 @@ class OrganIntensityStats(nn.Module):
             full = context_label[:, 0] if context_label.dim() == 5 else context_label
             full = full.long()
             k = max(int(full.max()) if full.numel() else 0, int(index.max()) + 1)
+            low, high = self.window
+            hu = inputs[:, self.channel].float() * (high - low) + low
             interior = _interior(full)
-            batch = torch.arange(batch_size, device=label.device).view(-1, 1, 1, 1)
+            batch = torch.arange(batch_size, device=full.device).view(-1, 1, 1, 1)
             seg = (batch * k + full - 1).expand_as(full)[interior]
             count = _segment_sum(seg, torch.ones_like(hu[interior]), batch_size * k)
             mean = _segment_sum(seg, hu[interior], batch_size * k) / count.clamp(min=1)
@@ -177,14 +185,6 @@ def _segment_sum(segment, values, num_segments):
     return values.new_zeros(num_segments).index_add_(0, segment, values)
 
 
-def _interior_count(label, mask, num_organs):
-    """``B x K`` voxel counts of each organ within ``mask``."""
-    batch_size = label.shape[0]
-    batch = torch.arange(batch_size, device=label.device).view(-1, 1, 1, 1)
-    seg = (batch * num_organs + label - 1).expand_as(label)[mask & (label > 0)]
-    return torch.bincount(seg, minlength=batch_size * num_organs).view(batch_size, num_organs)
-
-
 def _segment_hist(segment, bins, num_bins, num_segments):
     flat = torch.bincount(segment * num_bins + bins, minlength=num_segments * num_bins)
     return flat.view(num_segments, num_bins).float()
@@ -196,9 +196,11 @@ def _interior(label):
     The edge of the volume is not an organ boundary (a crop cuts the organ, no partial volume
     there), so voxels on it count as interior when their neighbours inside do."""
     same = label > 0
-    padded = nn.functional.pad(label[:, None].float(), (1, 1, 1, 1, 1, 1), mode='replicate')
-    padded = padded[:, 0].long()
-    d, h, w = label.shape[1:]
-    for dz, dy, dx in ((0, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 1), (1, 1, 0), (1, 1, 2)):
-        same &= padded[:, dz:dz + d, dy:dy + h, dx:dx + w] == label
+    for dim in (1, 2, 3):
+        n = label.shape[dim]
+        if n < 2:
+            continue
+        equal = label.narrow(dim, 1, n - 1) == label.narrow(dim, 0, n - 1)
+        same.narrow(dim, 1, n - 1).logical_and_(equal)  # the neighbour before
+        same.narrow(dim, 0, n - 1).logical_and_(equal)  # the neighbour after
     return same
