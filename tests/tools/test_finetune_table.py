@@ -64,6 +64,10 @@ def test_table_rows_gains_and_convergence_check():
     assert 'empty prediction on an empty truth counts as 1' in text
     results[('nnunet', 'scratch-2x')] = [fake(0.80, 0.50, 0)]
     assert 'NOT converged' in finetune_table.table(results, args)
+    results[('nnunet', 'scratch')][0] = fake(0.52, 0.57, 0)  # chance at both lengths
+    results[('nnunet', 'scratch-2x')] = [fake(0.50, 0.57, 0)]
+    text = finetune_table.table(results, args)
+    assert 'has not learnt the tumors' in text and 'converged lower bound' not in text
 
 
 @pytest.mark.slow
