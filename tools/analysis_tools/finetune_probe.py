@@ -130,7 +130,8 @@ def probe(args):
             window = np.array(recent[-args.window:]) if recent else np.full((1, 4), np.nan)
             row = dict(step=step, loss=float(loss), p_tumor=float(window[:, 0].mean()),
                        p_bg=float(window[:, 1].mean()), recall=float(window[:, 2].mean()),
-                       organ_auc=float(np.nanmean(window[:, 3])),
+                       organ_auc=(float(np.nanmean(window[:, 3]))
+                                  if np.isfinite(window[:, 3]).any() else float('nan')),
                        seconds=round(time.time() - t0, 1))
             curve.append(row)
             print(f"step {step:5d}  loss {row['loss']:.4f}  p_tumor {row['p_tumor']:.3f}  "
