@@ -94,8 +94,8 @@ def probe(args):
     model = MODELS.build(cfg.model).train()
     opt_cfg = cfg.optim_wrapper.optimizer
     lr = args.lr or opt_cfg.get('lr', 1e-3)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=opt_cfg.get('weight_decay',
-                                                                               0.01))
+    decay = opt_cfg.get('weight_decay', 0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=decay)
     add = args.add_hu / hu_scale(cfg) if args.add_hu else 0.0
     vocab = organ_vocabulary(cfg.model.get('organ_vocab', 'totalseg_v1'))
     organ_ids = torch.tensor([vocab.index(o) + 1 for o in model.tumor_organs])
@@ -128,7 +128,8 @@ def probe(args):
                                float((prob[tumor] > 0.5).float().mean()), auc))
         if step % args.every == 0 or step == args.iters:
             window = np.array(recent[-args.window:]) if recent else np.full((1, 4), np.nan)
-            row = dict(step=step, loss=float(loss), p_tumor=float(window[:, 0].mean()),
+            row = dict(step=step, loss=float(loss.detach()),
+                       p_tumor=float(window[:, 0].mean()),
                        p_bg=float(window[:, 1].mean()), recall=float(window[:, 2].mean()),
                        organ_auc=(float(np.nanmean(window[:, 3]))
                                   if np.isfinite(window[:, 3]).any() else float('nan')),

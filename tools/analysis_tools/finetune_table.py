@@ -288,6 +288,7 @@ def caption(results, args):
                if m.get('_train_seconds')]
     timing = (f' One fine-tune + test took {_span([round(m, 1) for m in minutes])} min.'
               if minutes else '')
+
     def seeds_text(seeds):
         return (f'mean (min-max) over seeds {", ".join(map(str, seeds))}'
                 if len(seeds) > 1 else f'seed {seeds[0]}')

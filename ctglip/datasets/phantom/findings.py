@@ -62,6 +62,8 @@ def check_profile(profile):
     if profile not in PROFILES:
         raise ValueError(f'phantom profile {profile!r} is unknown; use one of {sorted(PROFILES)}')
     return profile
+
+
 VOCAB = {a for names in ABNORMALITIES.values() for a in names}
 GRADES = ('mild', 'moderate', 'marked')
 
