@@ -145,3 +145,20 @@ def test_backbones_take_multi_window_input(cls):
     assert out.shape[0] == 1 and out.shape[1] == net.out_channels
     with pytest.raises(RuntimeError):
         cls('tiny')(x)  # one input channel expected: a mismatch is not silently accepted
+
+
+def test_mit_stem_norm_hides_the_intensity_of_uniform_regions():
+    """With SegFormer's LayerNorm after the first patch embedding (zero conv bias), every token
+    of a uniform region is the same whatever its intensity; stem_norm=False keeps it (CT reads
+    density). The measured consequence is in docs/finetuning.md."""
+    outputs = {}
+    for stem_norm in (True, False):
+        torch.manual_seed(0)
+        net = MiT3D('tiny', stem_norm=stem_norm).eval()
+        with torch.no_grad():
+            outputs[stem_norm] = [net(torch.full((1, 1, 32, 32, 32), v)) for v in (0.55, 1.05)]
+    low, high = outputs[True]
+    assert (low - high).abs().max() < 1e-3
+    low, high = outputs[False]
+    assert (low - high).abs().max() > 1e-2
+    assert 'stages.0.patch_embed.norm.weight' not in MiT3D('tiny', stem_norm=False).state_dict()

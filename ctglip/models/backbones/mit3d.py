@@ -44,11 +44,11 @@ class OverlapPatchEmbed3d(nn.Module):
     ``B x C_in x D x H x W`` -> tokens ``B x N x C`` and the grid ``(d, h, w)``.
     """
 
-    def __init__(self, in_channels, embed_dim, patch_size, stride):
+    def __init__(self, in_channels, embed_dim, patch_size, stride, norm=True):
         super().__init__()
         self.proj = nn.Conv3d(in_channels, embed_dim, patch_size, stride=stride,
                               padding=patch_size // 2)
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = nn.LayerNorm(embed_dim) if norm else nn.Identity()
 
     def forward(self, x):
         x = self.proj(x)
@@ -136,9 +136,10 @@ class MiTStage3d(nn.Module):
     """One resolution stage: patch embedding, blocks, LayerNorm; returns ``B x C x d x h x w``."""
 
     def __init__(self, in_channels, dim, num_heads, depth, mlp_ratio, sr_ratio, patch_size,
-                 stride, drop, attn_drop, drop_paths):
+                 stride, drop, attn_drop, drop_paths, patch_norm=True):
         super().__init__()
-        self.patch_embed = OverlapPatchEmbed3d(in_channels, dim, patch_size, stride)
+        self.patch_embed = OverlapPatchEmbed3d(in_channels, dim, patch_size, stride,
+                                               norm=patch_norm)
         self.blocks = nn.ModuleList(
             MiTBlock3d(dim, num_heads, mlp_ratio, sr_ratio, drop, attn_drop, dp)
             for dp in drop_paths[:depth])
@@ -212,6 +213,13 @@ class MiT3D(BaseModule):
         attn_drop_rate (float): dropout on attention weights.
         drop_path_rate (float): stochastic depth, rising linearly over all blocks to this.
         with_cp (bool): gradient checkpointing per stage (trades compute for memory).
+        stem_norm (bool): LayerNorm after the first patch embedding, as SegFormer. Its conv
+            bias starts at zero, so the LayerNorm makes every token of a region of uniform
+            intensity the same whatever that intensity: at initialisation a uniform 0.55 and
+            a uniform 1.05 volume give outputs that differ by 1e-5. CT reads density in HU,
+            so ``False`` drops that LayerNorm and keeps the intensity in the first tokens
+            (the blocks' pre-norms and the stage's final LayerNorm stay). Checkpoints of
+            one setting do not load into the other.
         init_cfg (dict | list | None): mmengine init config, e.g. a ``Pretrained`` checkpoint.
 
     Attributes:
@@ -235,7 +243,8 @@ class MiT3D(BaseModule):
     num_stages = 4
 
     def __init__(self, arch='small', in_channels=1, out_indices=None, drop_rate=0.,
-                 attn_drop_rate=0., drop_path_rate=0.1, with_cp=False, init_cfg=None):
+                 attn_drop_rate=0., drop_path_rate=0.1, with_cp=False, stem_norm=True,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         arch = resolve_arch(arch, MIT3D_PRESETS, _ARCH_KEYS, type(self).__name__)
         per_stage = {k: tuple(arch[k]) for k in _ARCH_KEYS if k != 'decoder_dim'}
@@ -271,7 +280,7 @@ class MiT3D(BaseModule):
                 prev, per_stage['embed_dims'][i], per_stage['num_heads'][i], depth,
                 per_stage['mlp_ratios'][i], per_stage['sr_ratios'][i],
                 per_stage['patch_sizes'][i], strides[i], drop_rate, attn_drop_rate,
-                drop_paths[start:start + depth]))
+                drop_paths[start:start + depth], patch_norm=stem_norm or i > 0))
             prev, start = per_stage['embed_dims'][i], start + depth
         self.decoder = AllMLPDecoder3d(per_stage['embed_dims'], self.out_channels)
         self.apply(self._init_module)
