@@ -9,6 +9,7 @@ single repeats are inflated by other processes; FLOPs count a multiply-add as tw
 ``torch.utils.flop_counter.FlopCounterMode`` does; MiB and GiB are powers of two.
 """
 import contextlib
+import platform
 import resource
 import statistics
 import time
@@ -61,6 +62,18 @@ def summarize(values):
 
 
 # -- memory ----------------------------------------------------------------------------------
+def cpu_name():
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def peak_rss_mib():
     """The process's resident-set high-water mark (``ru_maxrss``, KiB on Linux) in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -113,19 +112,9 @@ def run_worker(backbone, preset, args):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def format_table(rows, args, command):
     """The results as a Markdown table, headed by the command, date and machine."""
+    from ctglip.utils.benchmark import cpu_name
     import torch
 
     memory = ('peak CUDA alloc. (MiB)' if args.device.startswith('cuda')
@@ -135,7 +124,7 @@ def format_table(rows, args, command):
         f'{args.device}, {args.threads} threads',
         '',
         f'`{command}`, {datetime.datetime.now().isoformat(timespec="minutes")}, '
-        f'torch {torch.__version__}, {_cpu_name()} ({os.cpu_count()} CPUs visible), '
+        f'torch {torch.__version__}, {cpu_name()} ({os.cpu_count()} CPUs visible), '
         f'mean of {args.steps} steps after {args.warmup} warm-up',
         '',
         f'| backbone | preset | params | grounded map (C x d x h x w) | stride | GFLOP/step | '

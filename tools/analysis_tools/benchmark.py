@@ -34,7 +34,6 @@ import gc
 import json
 import os
 import os.path as osp
-import platform
 import random
 import sys
 
@@ -309,19 +308,10 @@ def add_mfu(result, peaks):
                   mfu_conv3d=achieved / peaks['conv3d'][dtype]['flops_per_s'])
 
 
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device):
     import torch
+
+    from ctglip.utils.benchmark import cpu_name
     if torch.device(device).type == 'cuda':
         return torch.cuda.get_device_name(torch.device(device))
     threads = torch.get_num_threads()
