@@ -28,6 +28,7 @@ The caption states what the runs recorded: device and date of each test run, the
 and pretraining iterations, the numbers of test studies.
 """
 import argparse
+import functools
 import json
 import os
 import os.path as osp
@@ -169,8 +170,9 @@ def pretrain(family, variant, args):
     return last, seconds
 
 
+@functools.lru_cache(maxsize=None)
 def config_iters(config):
-    """The fine-tuning iterations a config's schedule gives."""
+    """The fine-tuning iterations a config's schedule gives (each config is read once)."""
     sys.path.insert(0, REPO)
     from ctglip.utils.cli import load_config
     return int(load_config(osp.join(REPO, config)).train_cfg.max_iters)
