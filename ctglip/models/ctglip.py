@@ -135,9 +135,40 @@ class CTGLIP(BaseModel):
         return feats[-1] if isinstance(feats, (tuple, list)) else feats
 
     def pool(self, feats, data_samples, pooler=None):
-        """Organ (or global) embeddings ``B x K x C`` and validity ``B x K``."""
+        """Organ (or global) embeddings ``B x K x C`` and validity ``B x K``.
+
+        When every study carries the overlap of its label map with this feature grid
+        (``organ_cells``, computed in the data loader's workers by
+        ``PackCTInputs(organ_cells_stride=...)``), the pooler takes it instead of computing it
+        in the step.
+        """
+        pooler = pooler or self.pooler
         labels = torch.stack([s.organ_label for s in data_samples]).to(feats.device)
-        return (pooler or self.pooler)(feats, labels)
+        cells = None if self.is_global(pooler) else self._loader_cells(feats, data_samples)
+        if cells is None:
+            return pooler(feats, labels)
+        return pooler(feats, labels, cells=cells)
+
+    def _loader_cells(self, feats, data_samples):
+        """The batch's ``OrganCells`` from the studies' precomputed overlaps, or None when a
+        study has none or one for another grid (a one-time warning names the stride to set)."""
+        from ctglip.models.poolers.base import OrganCells
+        parts = [s.get('organ_cells') for s in data_samples]
+        if not parts or any(p is None for p in parts):
+            return None
+        grid = tuple(feats.shape[2:])
+        if any(tuple(p['grid']) != grid for p in parts):
+            if not getattr(self, '_warned_cells_grid', False):
+                from mmengine.logging import print_log
+                size, theirs = tuple(data_samples[0].organ_label.shape), tuple(parts[0]['grid'])
+                print_log(f'PackCTInputs.organ_cells_stride gives the grid {theirs} '
+                          f'but the backbone pools on {grid} (label maps {size}); the step '
+                          'computes the overlap itself. Fix: organ_cells_stride='
+                          f'{tuple(s // g for s, g in zip(size, grid))} in the pipeline.',
+                          logger='current', level=30)
+                self._warned_cells_grid = True
+            return None
+        return OrganCells.from_samples(parts, len(self.organ_vocab), feats.device)
 
     def embed_organs(self, inputs, data_samples, pooler=None):
         """Pooled organ (or global) features before the projection, ``B x K x C'``, and

@@ -116,3 +116,26 @@ def test_organ_box_crop_keeps_every_organ_whole():
     assert tuple(capped['organ_label'].shape[1:]) == (16, 13, 7)
     # the box centre is x = 15: x 7..22 keeps half of organ 1 and 3 of 5 slices of organ 2
     assert set(capped['organ_label'].unique().tolist()) == {0, 1, 2}
+
+
+def test_pack_ct_inputs_organ_cells_stride():
+    """PackCTInputs(organ_cells_stride=s) carries the label map's overlap with the stride-s
+    grid (the pooler's input, computed in the loader's workers); a size that s does not
+    divide carries none; a stride that is not 1-3 positive ints is refused at build time."""
+    from ctglip.datasets.transforms import PackCTInputs
+    from ctglip.models.poolers.base import organ_cells
+    label = torch.zeros(1, 8, 8, 6, dtype=torch.long)
+    label[0, :4, :4, :2] = 3
+    label[0, 4:, 2:6, 2:] = 1
+    results = dict(image=torch.zeros(1, 8, 8, 6), organ_label=label)
+    sample = PackCTInputs(organ_cells_stride=2)(dict(results))['data_samples']
+    cells, batch = sample.organ_cells, organ_cells(label, (4, 4, 3), 3)
+    assert cells['grid'] == (4, 4, 3)
+    assert torch.equal(cells['organ'].long(), batch.segment)
+    assert torch.equal(cells['cell'].long(), batch.cell)
+    assert torch.equal(cells['voxels'].float(), batch.voxels)
+    assert 'organ_cells' not in PackCTInputs(organ_cells_stride=4)(dict(results))['data_samples']
+    assert 'organ_cells' not in PackCTInputs()(dict(results))['data_samples']
+    for bad in (0, 'two', (2, 2)):
+        with pytest.raises(ValueError, match='organ_cells_stride'):
+            PackCTInputs(organ_cells_stride=bad)

@@ -107,3 +107,59 @@ def test_gather_wiring_matches_a_single_process_batch(tiny_bert, batch, monkeypa
     rank0 = model.loss(inputs_a, samples_a)
     for key in ('loss_anatomy', 'loss_diagnosis'):
         assert torch.allclose(single[key], rank0[key], atol=1e-5), key
+
+
+def _cells_batch(tiny_data, stride):
+    """The batch fixture's studies packed with ``PackCTInputs(organ_cells_stride=stride)``."""
+    tiny = Config.fromfile(osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'))
+    pipeline = [dict(t, organ_cells_stride=stride) if t['type'] == 'PackCTInputs' else t
+                for t in tiny.test_pipeline]
+    ds = CTReportDataset(tiny_data, split=None, pipeline=pipeline)
+    items = [ds[i] for i in range(4)]
+    return dict(inputs=[i['inputs'] for i in items],
+                data_samples=[i['data_samples'] for i in items])
+
+
+@pytest.mark.parametrize('right', [True, False])
+def test_loader_organ_cells_give_the_same_loss(tiny_bert, tiny_data, batch, right,
+                                               monkeypatch):
+    """Overlaps computed by the loader at the pooled map's stride give the loss of the
+    in-step overlap without computing it in the step; a wrong stride is noticed, warned
+    about once, and the step computes the overlap itself: the same loss either way."""
+    import ctglip.models.poolers.base as base
+    cfg = small_model_cfg(osp.join(REPO, 'configs/ctglip/ctglip_nnunet_104organ.py'), tiny_bert)
+    model = MODELS.build(cfg.model).eval()  # eval: fixed anatomy template
+    data = model.data_preprocessor(dict(batch))
+    plain = model.loss(**data)
+    with torch.no_grad():
+        stride = data['inputs'].shape[-1] // model.extract_feat(data['inputs']).shape[-1]
+    data = model.data_preprocessor(_cells_batch(tiny_data, stride if right else 2 * stride))
+    assert all('organ_cells' in s for s in data['data_samples'])
+    calls = []
+    real = base.organ_cells
+    monkeypatch.setattr(base, 'organ_cells', lambda *a, **k: calls.append(1) or real(*a, **k))
+    with_cells = model.loss(**data)
+    assert len(calls) == (0 if right else 1)
+    assert getattr(model, '_warned_cells_grid', False) == (not right)
+    for key in ('loss_anatomy', 'loss_diagnosis'):
+        assert torch.equal(plain[key], with_cells[key]), key
+
+
+def test_padding_drops_the_loader_organ_cells(tiny_data):
+    """A label map that the batch pads gets a new grid: its precomputed overlap is dropped
+    (the pooler then computes the padded one), an unpadded study keeps its own."""
+    from ctglip.models.data_preprocessors import CTDataPreprocessor
+    from ctglip.models.poolers.base import study_organ_cells
+    from ctglip.structures import CTDataSample
+    samples = []
+    for size in (32, 30):
+        sample = CTDataSample()
+        sample.organ_label = torch.ones(size, size, size, dtype=torch.long)
+        sample.set_metainfo(dict(organ_cells=study_organ_cells(sample.organ_label, 2)))
+        samples.append(sample)
+    out = CTDataPreprocessor(size_divisor=32)(
+        dict(inputs=[torch.zeros(1, 32, 32, 32), torch.zeros(1, 30, 30, 30)],
+             data_samples=samples))
+    kept, padded = out['data_samples']
+    assert 'organ_cells' in kept and 'organ_cells' not in padded
+    assert padded.organ_label.shape == (32, 32, 32)

@@ -47,6 +47,41 @@ def test_organ_mask_pooler_equals_loop_masked_mean(factor):
     assert not valid[:, K - 1].any() and (embeds[:, K - 1] == 0).all()
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_organ_mask_pooler_gradient_equals_the_loop_reference(dtype):
+    """The pooler's own backward (index_add_ per cell, ``_GatherCells``) gives the gradient of
+    the loop reference, also where several organs share a cell (factor 2), and in the map's
+    dtype and layout."""
+    feats, label = _inputs(factor=2, channels=4)
+    feats = feats.to(dtype)
+    weights = torch.randn(2, K, 4)
+    mine = feats.clone().requires_grad_(True)
+    (OrganMaskPooler()(mine, label, num_organs=K)[0] * weights).sum().backward()
+    ref = feats.float().clone().requires_grad_(True)
+    (_reference(ref, label, K)[0] * weights).sum().backward()
+    assert mine.grad.dtype == dtype and mine.grad.is_contiguous()
+    assert mine.grad.abs().sum() > 0
+    tol = dict(atol=1e-6, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(mine.grad.float(), ref.grad, **tol)
+
+
+def test_study_overlaps_make_the_batch_overlap():
+    """Per-study overlaps (the data loader's) joined by ``OrganCells.from_samples`` equal the
+    batch's ``organ_cells`` to the bit; a size the stride does not divide gives None; an
+    organ index outside the vocabulary is an error that says so."""
+    from ctglip.models.poolers.base import OrganCells, organ_cells, study_organ_cells
+    _, label = _inputs(factor=2, batch=3)
+    parts = [study_organ_cells(one, 2) for one in label]
+    assert all(p['grid'] == (4, 4, 4) for p in parts)
+    joined = OrganCells.from_samples(parts, K)
+    batch = organ_cells(label, (4, 4, 4), K)
+    for key in ('batch', 'cell', 'segment', 'voxels', 'organ_voxels'):
+        assert torch.equal(getattr(joined, key), getattr(batch, key)), key
+    assert study_organ_cells(label[0], 3) is None  # 8 is not a multiple of 3
+    with pytest.raises(ValueError, match='outside the organ vocabulary'):
+        OrganCells.from_samples(parts, 2)
+
+
 def test_organ_mask_pooler_anisotropic_factors():
     feats = torch.randn(1, 2, 2, 4, 3)
     label = torch.randint(0, K + 1, (1, 6, 4, 6))

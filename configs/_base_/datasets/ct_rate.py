@@ -19,6 +19,11 @@ spatial_keys = ['image', 'organ_label', 'tumor_mask']
 # F1 next to them; every metric per label and macro over the 18.
 ct_rate_rates = ('f1_weighted', 'accuracy', 'ppv', 'f1', 'sensitivity', 'specificity')
 
+# The stride of the backbone's pooled map (2 for the shipped nnU-Net and MiT): the data
+# loader's workers then compute each label map's overlap with the feature grid, off the
+# training step. Another backbone: set its stride (the model warns on a mismatch) or None.
+organ_cells_stride = 2
+
 load_pipeline = [
     dict(type='CachedPreprocess', cache_dir='.cache/preprocessed', transforms=[
         dict(type='LoadCTStudy', organ_vocab=organ_vocab),
@@ -31,11 +36,11 @@ load_pipeline = [
 ]
 train_pipeline = load_pipeline + [
     dict(type='RandOrganCrop', spatial_size=crop_size),
-    dict(type='PackCTInputs'),
+    dict(type='PackCTInputs', organ_cells_stride=organ_cells_stride),
 ]
 test_pipeline = load_pipeline + [
     dict(type='OrganBoxCrop', margin=box_margin, max_size=view_size),
-    dict(type='PackCTInputs'),
+    dict(type='PackCTInputs', organ_cells_stride=organ_cells_stride),
 ]
 
 train_dataloader = dict(

@@ -12,6 +12,11 @@ crop_size = (64, 64, 64)  # voxels
 hu_window = (-1000.0, 1000.0)  # HU mapped to [0, 1]
 spatial_keys = ['image', 'organ_label', 'tumor_mask']
 
+# The stride of the backbone's pooled map (2 for the shipped nnU-Net and MiT): the data
+# loader's workers then compute each label map's overlap with the feature grid, off the
+# training step. Another backbone: set its stride (the model warns on a mismatch) or None.
+organ_cells_stride = 2
+
 # Decode, reorient to RAS, resample and window once per study; cached inside the dataset folder
 # (rebuilt when these settings or the files change). tools/preprocess.py fills it up front.
 load_pipeline = [
@@ -25,11 +30,11 @@ load_pipeline = [
 ]
 train_pipeline = load_pipeline + [
     dict(type='RandOrganCrop', spatial_size=crop_size),
-    dict(type='PackCTInputs'),
+    dict(type='PackCTInputs', organ_cells_stride=organ_cells_stride),
 ]
 test_pipeline = load_pipeline + [
     dict(type='CenterPadCrop', spatial_size=crop_size),
-    dict(type='PackCTInputs'),
+    dict(type='PackCTInputs', organ_cells_stride=organ_cells_stride),
 ]
 
 train_dataloader = dict(

@@ -222,10 +222,29 @@ class PackCTInputs:
     Metainfo: ``case_id``, ``patient_id``, ``split``, ``img_path``, ``flipped``, the texts,
     ``img_shape`` (X, Y, Z of the volume), and when present ``affine`` (from ``RecordAffine``)
     and ``tumor_labels`` (from ``TumorOrganLabels``). Data: ``organ_label`` and ``tumor_mask``.
+
+    Args:
+        organ_cells_stride (int | tuple[int] | None): the stride of the backbone's pooled
+            feature map (2 for the shipped nnU-Net and MiT configs). When set, the overlap of
+            the label map with that grid (``organ_cells`` in the metainfo, see
+            :func:`~ctglip.models.poolers.base.study_organ_cells`) is computed here, in the
+            data loader's workers, and the pooler uses it instead of computing it in the
+            training step. A stride that does not match the backbone is caught by the model,
+            which then computes the overlap itself and says which stride to set.
     """
 
     META_KEYS = ('case_id', 'patient_id', 'split', 'img_path', 'flipped')
     TEXT_KEYS = ('report', 'findings', 'abnormalities', 'status')
+
+    def __init__(self, organ_cells_stride=None):
+        if organ_cells_stride is not None:
+            strides = ((organ_cells_stride,) * 3 if isinstance(organ_cells_stride, int)
+                       else tuple(organ_cells_stride))
+            if len(strides) != 3 or any(not isinstance(t, int) or t < 1 for t in strides):
+                raise ValueError(f'PackCTInputs.organ_cells_stride={organ_cells_stride!r}: give '
+                                 "the stride of the backbone's pooled map, an int or 3 ints "
+                                 '>= 1 (2 for the nnU-Net and MiT presets), or None.')
+        self.organ_cells_stride = organ_cells_stride
 
     def __call__(self, results):
         image = _plain(results['image']).float().contiguous()
@@ -235,6 +254,11 @@ class PackCTInputs:
         if results.get('image_affine') is not None:
             sample.set_metainfo(dict(affine=np.asarray(results['image_affine'])))
         sample.organ_label = _plain(results['organ_label'])[0].long()
+        if self.organ_cells_stride is not None:
+            from ctglip.models.poolers.base import study_organ_cells
+            cells = study_organ_cells(sample.organ_label, self.organ_cells_stride)
+            if cells is not None:  # else a size the stride does not divide: the step computes
+                sample.set_metainfo(dict(organ_cells=cells))
         if 'tumor_mask' in results:
             sample.tumor_mask = _plain(results['tumor_mask'])[0].long()
         if 'tumor_labels' in results:  # TumorOrganLabels': {organ: 0 | 1}

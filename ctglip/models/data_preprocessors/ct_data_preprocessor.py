@@ -12,7 +12,9 @@ from ctglip.registry import MODELS
 class CTDataPreprocessor(BaseDataPreprocessor):
     """Stack ``1 x X x Y x Z`` volumes into ``B x 1 x X x Y x Z``, zero-padding each to the
     largest shape in the batch rounded up to ``size_divisor``; label maps and tumor masks of
-    the data samples are padded the same way. Works for any number of spatial dims.
+    the data samples are padded the same way (a study's precomputed ``organ_cells``, which
+    index the unpadded grid, are dropped when its label map is padded). Works for any number
+    of spatial dims.
 
     Args:
         size_divisor: pad spatial sizes to a multiple of this (the backbone's total stride;
@@ -37,6 +39,10 @@ class CTDataPreprocessor(BaseDataPreprocessor):
         batch = torch.stack([_pad_to(x, target, self.pad_value) for x in inputs]).float()
         if samples is not None:
             for sample in samples:
+                if 'organ_cells' in sample and list(sample.organ_label.shape) != target:
+                    # the loader's organ-cell overlap indexes the unpadded grid: drop it, the
+                    # pooler computes the overlap of the padded label map instead
+                    del sample.organ_cells
                 for key in ('organ_label', 'tumor_mask'):
                     if key in sample:
                         sample.set_data({key: _pad_to(sample.get(key)[None], target, 0)[0]})

@@ -53,9 +53,9 @@ class AttentionOrganPooler(BaseOrganPooler):
         self.out_proj = nn.Linear(in_channels, in_channels)
         trunc_normal_(self.queries, std=.02)
 
-    def forward(self, feats, organ_label, num_organs=None):
+    def forward(self, feats, organ_label, num_organs=None, cells=None):
         """Attend from each organ's query to its cells; see the class docstring."""
-        cells = self._cells(feats, organ_label, num_organs)
+        cells = self._cells(feats, organ_label, num_organs, cells)
         if cells.num_organs != self.queries.shape[0]:
             raise ValueError(f'AttentionOrganPooler was built for {self.queries.shape[0]} '
                              f'organs, called with num_organs={cells.num_organs}.')

@@ -50,9 +50,9 @@ class OrganGeMPooler(BaseOrganPooler):
             self.register_buffer('p', p)
         self.eps = eps
 
-    def forward(self, feats, organ_label, num_organs=None):
+    def forward(self, feats, organ_label, num_organs=None, cells=None):
         """Generalised-mean pool ``feats`` over every organ; see the class docstring."""
-        cells = self._cells(feats, organ_label, num_organs)
+        cells = self._cells(feats, organ_label, num_organs, cells)
         values = cells.gather(feature_cells(feats)).clamp(min=self.eps)
         peak = cells.segment_max(values.detach())
         p = self.p.clamp(min=1.0)
@@ -94,9 +94,9 @@ class OrganMeanMaxPooler(BaseOrganPooler):
         """``2 * in_channels`` for ``mode='cat'``, else ``in_channels``."""
         return 2 * in_channels if self.mode == 'cat' else in_channels
 
-    def forward(self, feats, organ_label, num_organs=None):
+    def forward(self, feats, organ_label, num_organs=None, cells=None):
         """Mean- and max-pool ``feats`` over every organ; see the class docstring."""
-        cells = self._cells(feats, organ_label, num_organs)
+        cells = self._cells(feats, organ_label, num_organs, cells)
         values = cells.gather(feature_cells(feats))
         mean, peak = cells.weighted_mean(values), cells.segment_max(values)
         pooled = torch.cat([mean, peak], dim=1) if self.mode == 'cat' else mean + peak

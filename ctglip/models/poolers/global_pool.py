@@ -15,7 +15,7 @@ class GlobalPooler(nn.Module):
 
     Shapes:
         ``feats`` ``B x C x d x h x w`` -> ``embeds`` ``B x 1 x C`` (float32), ``valid``
-        ``B x 1`` (all True). ``organ_label`` and ``num_organs`` are ignored.
+        ``B x 1`` (all True). ``organ_label``, ``num_organs`` and ``cells`` are ignored.
     """
 
     is_global = True  # the model pairs its one row per study with study-level text
@@ -27,7 +27,7 @@ class GlobalPooler(nn.Module):
         """Channels of the pooled embedding: those of the feature map."""
         return in_channels
 
-    def forward(self, feats, organ_label=None, num_organs=None):
+    def forward(self, feats, organ_label=None, num_organs=None, cells=None):
         """Average ``feats`` over its spatial axes; see the class docstring."""
         if feats.dim() != 5:
             raise ValueError(f'GlobalPooler expects feats B x C x d x h x w, got shape '

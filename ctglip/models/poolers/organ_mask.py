@@ -24,8 +24,8 @@ class OrganMaskPooler(BaseOrganPooler):
         ``organ_embeds`` ``B x K x C`` (float32), ``valid`` ``B x K`` (bool).
     """
 
-    def forward(self, feats, organ_label, num_organs=None):
+    def forward(self, feats, organ_label, num_organs=None, cells=None):
         """Pool ``feats`` over every organ of ``organ_label``; see the class docstring."""
-        cells = self._cells(feats, organ_label, num_organs)
+        cells = self._cells(feats, organ_label, num_organs, cells)
         pooled = cells.weighted_mean(cells.gather_map(feats))
         return self._finish(pooled, cells)
