@@ -3,7 +3,10 @@
 model = dict(
     type='CTGLIP',
     organ_vocab='totalseg_v1',
-    backbone=dict(type='MiT3D', arch='small'),
+    # stem_norm=False: no LayerNorm after the first patch embedding (SegFormer has one), which
+    # would make every uniform region look the same at any density; measured in
+    # docs/finetuning.md ("Why MiT learns no tumor"). SegFormer's: stem_norm=True.
+    backbone=dict(type='MiT3D', arch='small', stem_norm=False),
     pooler=dict(type='OrganMaskPooler'),
     # Raw-intensity skip: HU histograms of each organ at input resolution, appended to its
     # pooled features (docs/abnormality_diagnosis.md: the learned map dilutes small density

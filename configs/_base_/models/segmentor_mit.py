@@ -4,7 +4,9 @@
 model = dict(
     type='CTSegmentor',
     organ_vocab='totalseg_v1',
-    backbone=dict(type='MiT3D', arch='small', out_indices=(0, 1, 2, 3, 4)),
+    # stem_norm as in pretraining (configs/_base_/models/ctglip_mit.py): the checkpoints of the
+    # two settings do not fit each other
+    backbone=dict(type='MiT3D', arch='small', out_indices=(0, 1, 2, 3, 4), stem_norm=False),
     decoder=dict(type='SegFormerDecoder3D', dim=64, dropout=0.1),
     loss=dict(type='DiceCELoss', to_onehot_y=True, softmax=True, include_background=False,
               batch=True),
