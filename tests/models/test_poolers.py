@@ -49,9 +49,8 @@ def test_organ_mask_pooler_equals_loop_masked_mean(factor):
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_organ_mask_pooler_gradient_equals_the_loop_reference(dtype):
-    """The pooler's own backward (index_add_ per cell, ``_GatherCells``) gives the gradient of
-    the loop reference, also where several organs share a cell (factor 2), and in the map's
-    dtype and layout."""
+    """The pooler's gradient is that of the loop reference, also where several organs share a
+    cell (factor 2), in the map's dtype and layout."""
     feats, label = _inputs(factor=2, channels=4)
     feats = feats.to(dtype)
     weights = torch.randn(2, K, 4)

@@ -108,6 +108,19 @@ def test_update_readme_writes_the_section(compared, tmp_path, monkeypatch):
     assert 'old' not in text and '| tiny_ctglip (A) |' in text
 
 
+def test_from_json_renders_a_saved_run_without_measuring(compared, tmp_path, monkeypatch):
+    """--from-json prints the saved run's table (its own command in the caption) and with
+    --update-readme writes it, building no model."""
+    saved = tmp_path / 'bench.json'
+    saved.write_text(json.dumps(compared))
+    monkeypatch.setattr(benchmark, 'Subject', None)  # measuring would fail
+    written = []
+    monkeypatch.setattr(benchmark, 'update_readme', lambda *a: written.append(a))
+    out = benchmark.main(['--from-json', str(saved), '--update-readme'])
+    assert out == compared
+    assert written == [(benchmark.README_SECTION, benchmark.table(compared))]
+
+
 def test_arguments_are_checked():
     with pytest.raises(SystemExit):
         benchmark.parse_args([TINY, TINY_CLIP, '--compare', TINY_CLIP])  # one CONFIG2 per CONFIG

@@ -5,6 +5,7 @@ side, and two configs side by side.
         [--device cpu|cuda] [--iters N] [--warmup N] [--amp] [--threads N]
         [--data-root DIR] [--cfg-options K=V ...] [--compare-cfg-options K=V ...]
         [--json OUT] [--update-readme]
+    python tools/analysis_tools/benchmark.py --from-json OUT [--memory-model] [--update-readme]
     python tools/analysis_tools/benchmark.py --memory-model [CONFIG ...] [--families nnunet mit]
         [--arch paper] [--crops 32x64x64 64x64x64] [--size 112x256x352] [--batch 8]
         [--gpu-memory-gib 80] [--gpu-peak-tflops 312] [--mfu 0.3] [--epochs 20]
@@ -78,6 +79,9 @@ def parse_args(argv=None):
                         help='skip the step that tracks the peak of live tensors')
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP-counting step')
     parser.add_argument('--json', help='write the results as JSON here')
+    parser.add_argument('--from-json', metavar='JSON',
+                        help='print (and with --update-readme write) the table of a run saved '
+                             'with --json, without measuring anything')
     parser.add_argument('--update-readme', action='store_true',
                         help=f"write the table into README.md's {README_SECTION} section "
                              f'({MEMORY_SECTION} with --memory-model)')
@@ -98,7 +102,7 @@ def parse_args(argv=None):
     model.add_argument('--studies', type=int, default=44011,
                        help='CT volumes per epoch (the paper: 44,011 CT-report pairs)')
     args = parser.parse_args(argv)
-    if not args.memory_model:
+    if not args.memory_model and not args.from_json:
         if not args.configs:
             parser.error('give at least one CONFIG (or --memory-model)')
         if args.compare and len(args.compare) != len(args.configs):
@@ -635,6 +639,17 @@ def memory_table(results):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.from_json:  # a saved run: its own command, date and machine are in its caption
+        with open(args.from_json) as f:
+            results = json.load(f)
+        if args.memory_model:
+            markdown, section = memory_table(results), MEMORY_SECTION
+        else:
+            markdown, section = table(results), README_SECTION
+        print(markdown)
+        if args.update_readme:
+            update_readme(section, markdown)
+        return results
     if args.memory_model:
         results = memory_model(args, argv)
         markdown, section = memory_table(results), MEMORY_SECTION
