@@ -114,6 +114,42 @@ def test_detection_read_out_is_the_top_k_mean_inside_the_organ():
     assert scores == {'liver': pytest.approx(0.8)}  # pancreas not in view: no score
 
 
+def test_small_predicted_components_are_removed_from_mask_and_score(monkeypatch):
+    """min_tumor_voxels: components under the size leave the mask and the organ's score
+    (26-connected voxels count as one component); the default keeps everything; a bad value
+    is refused."""
+    from ctglip.models.segmentors.ct_segmentor import small_components
+    mask = torch.zeros(10, 10, 10, dtype=torch.bool)
+    mask[1:4, 1:4, 1:4] = True  # 27 voxels
+    mask[7, 7, 7] = mask[8, 8, 8] = True  # 2 voxels touching at a corner: one component
+    mask[7, 1, 1] = True  # 1 voxel
+    small = small_components(mask, 3)
+    assert int(small.sum()) == 3 and not small[1:4, 1:4, 1:4].any()
+    assert not small_components(torch.zeros_like(mask), 3).any()
+
+    big = torch.zeros(16, 16, 16, dtype=torch.bool)  # one sliding window (roi 16^3)
+    big[:10, :10, :10] = mask
+    prob = torch.full((1, 2, 16, 16, 16), 0.1)
+    prob[0, 0] = 0.9
+    prob[0, 1][big], prob[0, 0][big] = 0.9, 0.1
+    s = sample((16, 16, 16), tumor=False)
+    s.organ_label[:] = 0
+    s.organ_label[6:9, 6:9, 6:9] = VOCAB_LIVER  # the liver holds only the 2-voxel blob
+    outs = {}
+    for min_voxels in (0, 3):
+        model = segmentor(min_tumor_voxels=min_voxels, score_topk=1, sw_mode='constant').eval()
+        monkeypatch.setattr(model, 'logits', lambda x: prob.log().expand(x.shape[0], -1, -1,
+                                                                         -1, -1))
+        outs[min_voxels] = model.predict(torch.zeros(1, 1, 16, 16, 16), [s.clone()])[0]
+    assert int(outs[0].pred_tumor_mask.sum()) == 30
+    assert int(outs[3].pred_tumor_mask.sum()) == 27
+    assert outs[0].tumor_scores['liver'] == pytest.approx(0.9)
+    assert outs[3].tumor_scores['liver'] == pytest.approx(0.1)  # the background's
+    for bad in (-1, 2.5):
+        with pytest.raises(ConfigError, match='min_tumor_voxels'):
+            segmentor(min_tumor_voxels=bad)
+
+
 def test_labelled_organs_are_always_scored():
     model = segmentor(tumor_organs=('pancreas',)).eval()
     s = sample((16, 16, 16))

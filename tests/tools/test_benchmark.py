@@ -220,5 +220,6 @@ def test_backbone_speed_uses_the_harness_primitives():
     row = backbone_speed.measure('MiT3D', 'tiny', args)
     assert row['flops'] > 0 and 0 < row['time_min'] <= row['time_median']
     assert row['out_shape'][0] == 16 and row['size'] == 16
-    table = backbone_speed.format_table([row], args, 'python tools/analysis_tools/backbone_speed.py')
+    table = backbone_speed.format_table([row], args,
+                                        'python tools/analysis_tools/backbone_speed.py')
     assert '| MiT3D | tiny |' in table and 'GFLOP/step' in table

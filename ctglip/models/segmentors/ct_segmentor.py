@@ -62,6 +62,11 @@ class CTSegmentor(BaseModel):
         sw_mode (str): blending of overlapping windows (``gaussian`` or ``constant``).
         tumor_organs (Sequence[str]): organs given a tumor score.
         score_topk (int): voxels averaged into an organ's score.
+        min_tumor_voxels (int): post-processing, as nnU-Net's: connected components
+            (26-connectivity) of the predicted mask with fewer voxels are removed from the
+            mask, and their voxels' tumor probability is set to 0 before the organ scores are
+            read. 0 (the default) keeps every component. Choose it on the validation split,
+            below the smallest tumor worth finding (a 10 mm sphere is 4 voxels at 5 mm).
         nonfinite (str): ``stop`` or ``skip`` on a non-finite loss or gradient, as CTGLIP.
         data_preprocessor (dict, optional): defaults to ``CTDataPreprocessor`` padded to the
             backbone's ``size_divisor``.
@@ -76,8 +81,8 @@ class CTSegmentor(BaseModel):
 
     def __init__(self, backbone, decoder, organ_vocab='totalseg_v1', loss=DEFAULT_LOSS,
                  roi_size=(64, 64, 64), sw_batch_size=1, sw_overlap=0.25, sw_mode='gaussian',
-                 tumor_organs=DEFAULT_TUMOR_ORGANS, score_topk=8, nonfinite='stop',
-                 data_preprocessor=None, init_cfg=None):
+                 tumor_organs=DEFAULT_TUMOR_ORGANS, score_topk=8, min_tumor_voxels=0,
+                 nonfinite='stop', data_preprocessor=None, init_cfg=None):
         backbone = BACKBONES.build(backbone)
         if data_preprocessor is None:
             data_preprocessor = dict(type='CTDataPreprocessor')
@@ -114,6 +119,10 @@ class CTSegmentor(BaseModel):
         if int(score_topk) < 1:
             raise ConfigError(f'CTSegmentor score_topk={score_topk!r} must be >= 1.')
         self.score_topk = int(score_topk)
+        if not isinstance(min_tumor_voxels, int) or min_tumor_voxels < 0:
+            raise ConfigError(f'CTSegmentor min_tumor_voxels={min_tumor_voxels!r} must be an '
+                              'int >= 0 (0 keeps every predicted component).')
+        self.min_tumor_voxels = min_tumor_voxels
         if nonfinite not in ('stop', 'skip'):
             raise ConfigError(f"model.nonfinite={nonfinite!r}; use 'stop' or 'skip'.")
         self.nonfinite = nonfinite
@@ -181,7 +190,12 @@ class CTSegmentor(BaseModel):
             for key in ('organ_label', 'tumor_mask'):  # undo the batch padding
                 if key in sample:
                     sample.set_data({key: sample.get(key)[:shape[0], :shape[1], :shape[2]]})
-            sample.pred_tumor_mask = (prob > 0.5).long()
+            mask = prob > 0.5
+            if self.min_tumor_voxels:
+                small = small_components(mask, self.min_tumor_voxels)
+                mask = mask & ~small
+                prob = prob.masked_fill(small, 0.0)
+            sample.pred_tumor_mask = mask.long()
             organs = list(self.tumor_organs) + [o for o in (sample.get('tumor_labels') or {})
                                                 if o not in self.tumor_organs]
             sample.tumor_scores = self.organ_scores(prob, sample.organ_label.to(prob.device),
@@ -201,6 +215,20 @@ class CTSegmentor(BaseModel):
                 k = min(self.score_topk, inside.numel())
                 scores[organ] = float(inside.topk(k).values.mean())
         return scores
+
+
+def small_components(mask, min_voxels):
+    """Voxels of the connected components (26-connectivity) of a boolean ``D x H x W`` mask
+    that have fewer than ``min_voxels`` voxels, as a boolean mask on the same device."""
+    import numpy as np
+    from scipy import ndimage
+    labels, count = ndimage.label(mask.cpu().numpy(), structure=np.ones((3, 3, 3), bool))
+    if not count:
+        return torch.zeros_like(mask)
+    sizes = np.bincount(labels.ravel())
+    small = (sizes < min_voxels)
+    small[0] = False  # the background
+    return torch.from_numpy(small[labels]).to(mask.device)
 
 
 def backbone_levels(backbone):
