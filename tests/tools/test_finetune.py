@@ -120,10 +120,15 @@ def test_missing_pretraining_checkpoint_names_the_command(tumor_data, tmp_path, 
 
 def test_checkpoint_of_another_backbone_fails_in_one_line(pretrained, tumor_data, tmp_path,
                                                           capsys, fast_config_dump):
-    argv = [FINETUNE, '--work-dir', str(tmp_path / 'w'), '--data-root', tumor_data,
-            '--cfg-options', f'model.backbone.init_cfg.checkpoint={pretrained}',
-            'model.backbone.type=NNUNetEncoder3D', 'model.backbone.out_indices=(0,1,2)',
-            'experiment_name=mismatch']
+    # a config of another backbone (the nnU-Net's keys, not the MiT's) on the MiT checkpoint
+    other = tmp_path / 'tiny_finetune_nnunet.py'
+    other.write_text(f"_base_ = ['{osp.join(REPO, FINETUNE)}']\n"
+                     "model = dict(backbone=dict(_delete_=True, type='NNUNetEncoder3D', "
+                     "arch='tiny', out_indices=(0, 1, 2), init_cfg=dict(type="
+                     f"'PretrainedEncoder', prefix='backbone.', checkpoint='{pretrained}')),\n"
+                     "             decoder=dict(_delete_=True, type='UNetDecoder3D'))\n")
+    argv = [str(other), '--work-dir', str(tmp_path / 'w'), '--data-root', tumor_data,
+            '--cfg-options', 'experiment_name=mismatch']
     assert run_cli(train.main, argv) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1, lines
