@@ -20,13 +20,21 @@ def small_model_cfg(path, bert):
     return cfg
 
 
-@pytest.fixture(scope='module')
-def batch(tiny_data):
+def _studies(tiny_data, organ_cells_stride=None):
+    """Four tiny studies through the tiny config's test pipeline, packed with
+    ``PackCTInputs(organ_cells_stride=...)``."""
     tiny = Config.fromfile(osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'))
-    ds = CTReportDataset(tiny_data, split=None, pipeline=tiny.test_pipeline)
+    pipeline = [dict(t, organ_cells_stride=organ_cells_stride) if t['type'] == 'PackCTInputs'
+                else t for t in tiny.test_pipeline]
+    ds = CTReportDataset(tiny_data, split=None, pipeline=pipeline)
     items = [ds[i] for i in range(4)]
     return dict(inputs=[i['inputs'] for i in items],
                 data_samples=[i['data_samples'] for i in items])
+
+
+@pytest.fixture(scope='module')
+def batch(tiny_data):
+    return _studies(tiny_data)
 
 
 def test_all_eight_variants_exist():
@@ -109,17 +117,6 @@ def test_gather_wiring_matches_a_single_process_batch(tiny_bert, batch, monkeypa
         assert torch.allclose(single[key], rank0[key], atol=1e-5), key
 
 
-def _cells_batch(tiny_data, stride):
-    """The batch fixture's studies packed with ``PackCTInputs(organ_cells_stride=stride)``."""
-    tiny = Config.fromfile(osp.join(REPO, 'configs', 'tests', 'tiny_ctglip.py'))
-    pipeline = [dict(t, organ_cells_stride=stride) if t['type'] == 'PackCTInputs' else t
-                for t in tiny.test_pipeline]
-    ds = CTReportDataset(tiny_data, split=None, pipeline=pipeline)
-    items = [ds[i] for i in range(4)]
-    return dict(inputs=[i['inputs'] for i in items],
-                data_samples=[i['data_samples'] for i in items])
-
-
 @pytest.mark.parametrize('right', [True, False])
 def test_loader_organ_cells_give_the_same_loss(tiny_bert, tiny_data, batch, right,
                                                monkeypatch):
@@ -133,7 +130,7 @@ def test_loader_organ_cells_give_the_same_loss(tiny_bert, tiny_data, batch, righ
     plain = model.loss(**data)
     with torch.no_grad():
         stride = data['inputs'].shape[-1] // model.extract_feat(data['inputs']).shape[-1]
-    data = model.data_preprocessor(_cells_batch(tiny_data, stride if right else 2 * stride))
+    data = model.data_preprocessor(_studies(tiny_data, stride if right else 2 * stride))
     assert all('organ_cells' in s for s in data['data_samples'])
     calls = []
     real = base.organ_cells
