@@ -71,6 +71,24 @@ def test_table_rows_gains_and_convergence_check():
 
 
 @pytest.mark.slow
+def test_a_run_of_another_schedule_is_not_reused(tmp_path):
+    """A folder left by a run with another schedule stops the table instead of entering it."""
+    import json
+    run = tmp_path / 'scratch_nnunet_seed0'
+    run.mkdir()
+    (run / 'metrics.json').write_text(json.dumps(fake(0.70, 0.50, _max_iters=600)))
+    args = finetune_table.parse_args(['--out', str(tmp_path), '--max-iters', '600'])
+    assert finetune_table.finetune_and_test('nnunet', 'scratch', 0, args)['tumor/auc'] == 0.70
+    args = finetune_table.parse_args(['--out', str(tmp_path), '--max-iters', '1200'])
+    with pytest.raises(SystemExit, match=r'600-iteration run, but this table asks for 1200.*'
+                                         r'--force'):
+        finetune_table.finetune_and_test('nnunet', 'scratch', 0, args)
+    with pytest.raises(SystemExit, match='asks for 1200'):  # the 2x check of a 600 schedule
+        finetune_table.finetune_and_test('nnunet', 'scratch', 0, finetune_table.parse_args(
+            ['--out', str(tmp_path), '--max-iters', '600']), iters_factor=2, tag='')
+    assert json.loads((run / 'metrics.json').read_text())['_max_iters'] == 600  # kept
+
+
 def test_tiny_reproduction_end_to_end(tiny_bert, tiny_data, tmp_path):
     """The script on the tiny configs, 1 pretraining and 2 fine-tuning iterations."""
     from ctglip.testing.tumor_data import make_tiny_tumor_dataset

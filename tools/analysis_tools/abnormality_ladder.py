@@ -191,6 +191,9 @@ def main(argv=None):
     parser.add_argument('--curve-iters', nargs='+', type=int, default=[50, 100, 300, 1000])
     parser.add_argument('--update-readme', action='store_true',
                         help='write the learning curve into the README')
+    parser.add_argument('--readme-section', default='learning-curve',
+                        help='README section (between <!-- NAME:start/end --> markers) that '
+                        '--update-readme replaces (default learning-curve)')
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     if args.curve:
@@ -200,7 +203,7 @@ def main(argv=None):
         if args.update_readme:
             sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
             from readme_section import update_readme
-            update_readme('learning-curve', text)
+            update_readme(args.readme_section, text)
         return points
     results = {}
     for name in args.rungs:

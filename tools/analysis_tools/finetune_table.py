@@ -183,11 +183,18 @@ def finetune_and_test(family, init, seed, args, checkpoint=None, iters_factor=1,
     config = args.finetune_config.format(init=init, family=family)
     work = osp.join(_abs(args.out), f'{init}_{family}_seed{seed}{tag}')
     metrics_file = osp.join(work, 'metrics.json')
+    iters = (args.max_iters or config_iters(config)) * iters_factor
     if osp.isfile(metrics_file) and not args.force:
         with open(metrics_file) as f:
             metrics = json.load(f)
         if metrics.get('_max_iters') is None:  # recorded before the schedule was written down
-            metrics['_max_iters'] = (args.max_iters or config_iters(config)) * iters_factor
+            metrics['_max_iters'] = iters
+        if metrics['_max_iters'] != iters:
+            raise SystemExit(
+                f'error: {metrics_file} is a {metrics["_max_iters"]}-iteration run, but this '
+                f'table asks for {iters} iterations ({config}'
+                f'{" and --max-iters" if args.max_iters else ""}). Fix: --out DIR for a new '
+                'folder, or --force to retrain it.')
         return dict(metrics, _work=work)
     os.makedirs(work, exist_ok=True)
     log = osp.join(work, 'benchmark.log')
@@ -196,9 +203,6 @@ def finetune_and_test(family, init, seed, args, checkpoint=None, iters_factor=1,
     options = list(args.cfg_options) + [f'randomness.seed={seed}']
     if checkpoint is not None:
         options.append(f'model.backbone.init_cfg.checkpoint={checkpoint}')
-    iters = args.max_iters or config_iters(config)
-    if iters_factor != 1:
-        iters *= iters_factor
     if iters != config_iters(config):
         options.append(f'train_cfg.max_iters={iters}')
     t0 = time.time()
