@@ -162,3 +162,27 @@ def test_mit_stem_norm_hides_the_intensity_of_uniform_regions():
     low, high = outputs[False]
     assert (low - high).abs().max() > 1e-2
     assert 'stages.0.patch_embed.norm.weight' not in MiT3D('tiny', stem_norm=False).state_dict()
+
+
+@pytest.mark.parametrize('shape,size', [((2, 3, 16, 8, 4), (32, 32, 32)),
+                                        ((1, 2, 5, 7, 3), (12, 7, 10)),
+                                        ((1, 1, 4, 4, 4), (4, 4, 4))])
+def test_separable_upsampling_equals_pytorch_trilinear(shape, size):
+    """The MiT decoder's matmul upsampling is F.interpolate's trilinear map, values and
+    gradients, for integer and non-integer ratios."""
+    import torch.nn.functional as F
+
+    from ctglip.models.backbones.mit3d import upsample_trilinear
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    ref = F.interpolate(x, size=size, mode='trilinear', align_corners=False)
+    out = upsample_trilinear(x, size)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(ref)
+    ref_grad, = torch.autograd.grad(ref, x, grad)
+    out_grad, = torch.autograd.grad(out, x, grad)
+    torch.testing.assert_close(out_grad, ref_grad, rtol=1e-12, atol=1e-12)
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # runs under bf16 autocast
+        low = upsample_trilinear(x.float(), size)
+    torch.testing.assert_close(low.float(), ref.float(), rtol=0.02, atol=0.05)

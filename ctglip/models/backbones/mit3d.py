@@ -1,4 +1,5 @@
 """MiT3D: a hierarchical 3D transformer (SegFormer / UniMiSS style) with an all-MLP decoder."""
+import functools
 import math
 
 import torch
@@ -153,6 +154,44 @@ class MiTStage3d(nn.Module):
         return rearrange(self.norm(x), 'b (d h w) c -> b c d h w', d=d, h=h, w=w)
 
 
+@functools.lru_cache(maxsize=64)
+def _linear_interp_matrix(n_in, n_out):
+    """``n_out x n_in`` float64 matrix of 1-D linear interpolation, ``align_corners=False``.
+
+    The source index of output ``i`` is ``(i + 0.5) * n_in / n_out - 0.5`` clamped to
+    ``[0, n_in - 1]``, as in PyTorch's ``upsample_linear1d``.
+    """
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    lower = src.floor().long().clamp(max=n_in - 1)
+    upper = (lower + 1).clamp(max=n_in - 1)
+    frac = src - lower
+    rows = torch.arange(n_out)
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    matrix.index_put_((rows, lower), 1 - frac, accumulate=True)
+    matrix.index_put_((rows, upper), frac, accumulate=True)
+    return matrix
+
+
+def upsample_trilinear(x, size):
+    """``F.interpolate(x, size, mode='trilinear', align_corners=False)`` as three matmuls.
+
+    Trilinear interpolation is separable: one linear interpolation matrix per axis, applied
+    depth, height, width in turn. On the CPU this is 3-4x faster forward + backward than
+    PyTorch's ``upsample_trilinear3d`` kernel for the MiT decoder's maps (docs/benchmarks.md),
+    and equal to it up to float rounding. Other devices use ``F.interpolate``.
+    """
+    if x.device.type != 'cpu':
+        return F.interpolate(x, size=size, mode='trilinear', align_corners=False)
+    b, c, d, h, w = x.shape
+    depth, height, width = size
+    md, mh, mw = (_linear_interp_matrix(n_in, n_out).to(x.dtype)
+                  for n_in, n_out in zip((d, h, w), (depth, height, width)))
+    x = md @ x.reshape(b * c, d, h * w)                   # (b c) x depth x (h w)
+    x = mh @ x.reshape(b * c * depth, h, w)               # (b c depth) x height x w
+    x = x @ mw.T                                          # (b c depth) x height x width
+    return x.view(b, c, depth, height, width)
+
+
 class AllMLPDecoder3d(nn.Module):
     """SegFormer's all-MLP decoder in 3D: project every stage to ``dim``, upsample to stage 1's
     grid (trilinear), concatenate, fuse with a 1^3 conv - InstanceNorm - GELU.
@@ -184,7 +223,7 @@ class AllMLPDecoder3d(nn.Module):
             bias = None if proj.bias is None else mix @ proj.bias
             feat = F.conv3d(feat, kernel, bias)
             if feat.shape[2:] != size:
-                feat = F.interpolate(feat, size=size, mode='trilinear', align_corners=False)
+                feat = upsample_trilinear(feat, size)
             fused = feat if fused is None else fused + feat
         return act(norm(fused))
 
