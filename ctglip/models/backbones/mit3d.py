@@ -1,5 +1,4 @@
 """MiT3D: a hierarchical 3D transformer (SegFormer / UniMiSS style) with an all-MLP decoder."""
-import functools
 import math
 
 import torch
@@ -154,22 +153,24 @@ class MiTStage3d(nn.Module):
         return rearrange(self.norm(x), 'b (d h w) c -> b c d h w', d=d, h=h, w=w)
 
 
-@functools.lru_cache(maxsize=64)
-def _linear_interp_matrix(n_in, n_out):
-    """``n_out x n_in`` float64 matrix of 1-D linear interpolation, ``align_corners=False``.
+def _linear_interp_matrix(n_in, n_out, like):
+    """``n_out x n_in`` matrix of 1-D linear interpolation, ``align_corners=False``, in the
+    dtype and on the device of ``like`` (built there, so that it is a fake tensor under
+    ``FakeTensorMode`` too).
 
     The source index of output ``i`` is ``(i + 0.5) * n_in / n_out - 0.5`` clamped to
     ``[0, n_in - 1]``, as in PyTorch's ``upsample_linear1d``.
     """
-    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    kw = dict(dtype=torch.float64, device=like.device)
+    src = ((torch.arange(n_out, **kw) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
     lower = src.floor().long().clamp(max=n_in - 1)
     upper = (lower + 1).clamp(max=n_in - 1)
     frac = src - lower
-    rows = torch.arange(n_out)
-    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out, device=like.device)
+    matrix = torch.zeros(n_out, n_in, **kw)
     matrix.index_put_((rows, lower), 1 - frac, accumulate=True)
     matrix.index_put_((rows, upper), frac, accumulate=True)
-    return matrix
+    return matrix.to(like.dtype)
 
 
 def upsample_trilinear(x, size):
@@ -184,7 +185,7 @@ def upsample_trilinear(x, size):
         return F.interpolate(x, size=size, mode='trilinear', align_corners=False)
     b, c, d, h, w = x.shape
     depth, height, width = size
-    md, mh, mw = (_linear_interp_matrix(n_in, n_out).to(x.dtype)
+    md, mh, mw = (_linear_interp_matrix(n_in, n_out, x)
                   for n_in, n_out in zip((d, h, w), (depth, height, width)))
     x = md @ x.reshape(b * c, d, h * w)                   # (b c) x depth x (h w)
     x = mh @ x.reshape(b * c * depth, h, w)               # (b c depth) x height x w
