@@ -148,6 +148,22 @@ def test_zeroshot_table_refuses_a_missing_custom_data_root(tmp_path):
         zeroshot_table.ensure_data(args)
 
 
+def test_zeroshot_table_refuses_a_run_of_another_length(tmp_path):
+    """A reused run must be as long as the table says (the MiT configs went from 300 to 500
+    iterations; a 300-iteration folder must not enter a 500-iteration table)."""
+    work = tmp_path / 'ctglip_mit'
+    work.mkdir()
+    (work / 'metrics.json').write_text(json.dumps(fake_metrics(0.8)))
+    (work / 'last_checkpoint').write_text(str(work / 'iter_300.pth'))
+    args = zeroshot_table.parse_args(['--out', str(tmp_path), '--max-iters', '300'])
+    assert zeroshot_table.train_and_test('mit', 'ctglip', args)['zeroshot/abn_auc'] == 0.8
+    args = zeroshot_table.parse_args(['--out', str(tmp_path)])  # the config's 500
+    with pytest.raises(SystemExit, match=r'ctglip_mit is a 300-iteration run, but this table '
+                                         r'trains 500 iterations.*--max-iters 300'):
+        zeroshot_table.train_and_test('mit', 'ctglip', args)
+    assert zeroshot_table.checkpoint_iters(str(tmp_path / 'missing')) is None
+
+
 def test_with_val_metrics_reads_the_calibration_run(tmp_path):
     (tmp_path / 'val_calibration').mkdir()
     (tmp_path / 'val_calibration' / 'val_metrics.json').write_text('{"zeroshot/abn_auc": 0.7}')

@@ -108,3 +108,55 @@ def test_tiny_reproduction_end_to_end(tiny_bert, tiny_data, tmp_path):
     assert '| tiny | CT-GLIP |' in text and '| tiny | scratch, 2x iterations |' in text
     assert (tmp_path / 'docs' / 'finetune_example.png').is_file()
     assert (tmp_path / 'out' / 'pretrain' / 'tiny_ctglip' / 'last_checkpoint').is_file()
+
+
+def _pretraining(tmp_path, iters):
+    """A pretraining folder as mmengine leaves it: iter_<N>.pth and last_checkpoint."""
+    work = tmp_path / 'ctglip_nnunet_104organ'
+    work.mkdir(exist_ok=True)
+    ckpt = work / f'iter_{iters}.pth'
+    ckpt.write_bytes(b'weights')
+    (work / 'last_checkpoint').write_text(str(ckpt))
+    return work
+
+
+def test_a_pretraining_of_another_length_is_not_reused(tmp_path):
+    work = _pretraining(tmp_path, 300)
+    args = finetune_table.parse_args(['--pretrain-dir', str(tmp_path),
+                                      '--pretrain-max-iters', '300'])
+    last, _ = finetune_table.pretrain('nnunet', 'ctglip', args)
+    assert last == str(work / 'last_checkpoint')
+    args = finetune_table.parse_args(['--pretrain-dir', str(tmp_path),
+                                      '--pretrain-max-iters', '500'])
+    with pytest.raises(SystemExit, match=r'ctglip_nnunet_104organ is a 300-iteration pretraining, '
+                                         r'but this table pretrains for 500.*tools/train.py'):
+        finetune_table.pretrain('nnunet', 'ctglip', args)
+
+
+def test_a_finetune_run_of_an_older_pretraining_is_not_reused(tmp_path):
+    """Re-pretraining (a longer schedule) makes the fine-tune runs made from the old checkpoint
+    stale: reusing them would put the old encoder's numbers under the new one's name."""
+    import json
+    import os
+    work = _pretraining(tmp_path, 300)
+    last = str(work / 'last_checkpoint')
+    run = tmp_path / 'out' / 'ctglip_nnunet_seed0'
+    run.mkdir(parents=True)
+    metrics = run / 'metrics.json'
+    # recorded with the checkpoint it started from: reused while that file is unchanged
+    metrics.write_text(json.dumps(fake(0.70, 0.50, _max_iters=600, _pretrained=(
+        finetune_table.pretrained_record(last)))))
+    args = finetune_table.parse_args(['--out', str(tmp_path / 'out'), '--max-iters', '600'])
+    assert finetune_table.finetune_and_test('nnunet', 'ctglip', 0, args, last)['tumor/auc'] == 0.7
+    ckpt = work / 'iter_300.pth'
+    os.utime(ckpt, (ckpt.stat().st_atime, ckpt.stat().st_mtime + 60))  # pretrained again
+    with pytest.raises(SystemExit, match=r'fine-tuned from another pretraining than .*iter_300'
+                                         r'.pth.*--force'):
+        finetune_table.finetune_and_test('nnunet', 'ctglip', 0, args, last)
+    # a run recorded before the checkpoint was written down: stale when older than it
+    metrics.write_text(json.dumps(fake(0.70, 0.50, _max_iters=600)))
+    os.utime(metrics, (ckpt.stat().st_mtime - 10, ckpt.stat().st_mtime - 10))
+    with pytest.raises(SystemExit, match='another pretraining'):
+        finetune_table.finetune_and_test('nnunet', 'ctglip', 0, args, last)
+    os.utime(metrics, (ckpt.stat().st_mtime + 10, ckpt.stat().st_mtime + 10))
+    assert finetune_table.finetune_and_test('nnunet', 'ctglip', 0, args, last)['tumor/auc'] == 0.7

@@ -28,7 +28,6 @@ The caption states what the runs recorded: device and date of each test run, the
 and pretraining iterations, the numbers of test studies.
 """
 import argparse
-import functools
 import json
 import os
 import os.path as osp
@@ -38,7 +37,8 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from zeroshot_table import _span, fmt_seeds, mean_of, run  # noqa: E402
+from zeroshot_table import (_span, checkpoint_iters, config_iters, fmt_seeds,  # noqa: E402
+                            mean_of, run)
 
 INITS = (('scratch', 'scratch'), ('clip', 'vanilla CLIP'), ('ctglip', 'CT-GLIP'))
 PRETRAINED = {'clip': 'clip', 'ctglip': 'ctglip'}  # init -> pretraining variant
@@ -151,6 +151,7 @@ def pretrain(family, variant, args):
         if osp.isfile(record):
             with open(record) as f:
                 seconds = json.load(f).get('seconds')
+        check_pretraining_length(last, config, args)
         print(f'[{family}] reusing pretraining {last}', flush=True)
         return last, seconds
     os.makedirs(work, exist_ok=True)
@@ -170,12 +171,41 @@ def pretrain(family, variant, args):
     return last, seconds
 
 
-@functools.lru_cache(maxsize=None)
-def config_iters(config):
-    """The fine-tuning iterations a config's schedule gives (each config is read once)."""
-    sys.path.insert(0, REPO)
-    from ctglip.utils.cli import load_config
-    return int(load_config(osp.join(REPO, config)).train_cfg.max_iters)
+def check_pretraining_length(last, config, args):
+    """Stop if a reused pretraining run is not as long as this table's pretraining (a config
+    whose schedule changed since, or a ``--cfg-options train_cfg.max_iters=...`` run in the same
+    folder would otherwise enter the table under the config's name)."""
+    done = checkpoint_iters(last)
+    expected = args.pretrain_max_iters or config_iters(config)
+    if done is not None and done != expected:
+        raise SystemExit(
+            f'error: {osp.dirname(last)} is a {done}-iteration pretraining, but this table '
+            f'pretrains for {expected} iterations ({config}'
+            f'{" and --pretrain-max-iters" if args.pretrain_max_iters else ""}). Fix: rerun '
+            f'the pretraining (python tools/train.py {config} --work-dir '
+            f'{osp.dirname(last)}), or --pretrain-dir DIR for a new folder.')
+
+
+def pretrained_record(checkpoint):
+    """What a fine-tune run records of its pretraining checkpoint (file and time written)."""
+    with open(checkpoint) as f:
+        ckpt = osp.realpath(f.read().strip())
+    return dict(checkpoint=ckpt, mtime=osp.getmtime(ckpt))
+
+
+def check_pretraining_unchanged(metrics, metrics_file, checkpoint):
+    """Stop if a reused fine-tune run started from another pretraining than the current one."""
+    now = pretrained_record(checkpoint)
+    then = metrics.get('_pretrained')
+    if then is not None:
+        stale = then['checkpoint'] != now['checkpoint'] or abs(then['mtime'] - now['mtime']) > 1
+    else:  # recorded before the pretraining was written down: a run older than its checkpoint
+        stale = osp.getmtime(metrics_file) < now['mtime']
+    if stale:
+        raise SystemExit(
+            f'error: {metrics_file} was fine-tuned from another pretraining than '
+            f'{now["checkpoint"]} (rerun or rewritten since). Fix: --force to fine-tune it '
+            'again from the current checkpoint, or --out DIR for a new folder.')
 
 
 def finetune_and_test(family, init, seed, args, checkpoint=None, iters_factor=1, tag=''):
@@ -195,6 +225,8 @@ def finetune_and_test(family, init, seed, args, checkpoint=None, iters_factor=1,
                 f'table asks for {iters} iterations ({config}'
                 f'{" and --max-iters" if args.max_iters else ""}). Fix: --out DIR for a new '
                 'folder, or --force to retrain it.')
+        if checkpoint is not None:
+            check_pretraining_unchanged(metrics, metrics_file, checkpoint)
         return dict(metrics, _work=work)
     os.makedirs(work, exist_ok=True)
     log = osp.join(work, 'benchmark.log')
@@ -218,7 +250,8 @@ def finetune_and_test(family, init, seed, args, checkpoint=None, iters_factor=1,
     with open(metrics_file) as f:
         metrics = json.load(f)
     metrics.update(_train_seconds=train_s, _test_seconds=time.time() - t0,
-                   _max_iters=iters, _config=config)
+                   _max_iters=iters, _config=config,
+                   _pretrained=None if checkpoint is None else pretrained_record(checkpoint))
     with open(metrics_file, 'w') as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
     return dict(metrics, _work=work)

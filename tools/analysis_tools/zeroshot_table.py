@@ -28,9 +28,11 @@ the source of the abnormality thresholds (``abn_thresholds_val_calibrated`` /
 from before these were recorded are called out as such; ``--force`` reruns them.
 """
 import argparse
+import functools
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +117,14 @@ def train_and_test(family, variant, args, seed=0):
     work = osp.join(args.out, f'{variant}_{family}' + (f'_seed{seed}' if seed else ''))
     metrics_file = osp.join(work, 'metrics.json')
     if osp.isfile(metrics_file) and not args.force:
+        expected = args.max_iters or config_iters(config)
+        done = checkpoint_iters(osp.join(work, 'last_checkpoint'))
+        if done is not None and done != expected:
+            raise SystemExit(
+                f'error: {work} is a {done}-iteration run, but this table trains {expected} '
+                f'iterations ({config}{" and --max-iters" if args.max_iters else ""}). Fix: '
+                f'--max-iters {done} to tabulate those runs, --out DIR for a new folder, or '
+                '--force to retrain.')
         with open(metrics_file) as f:
             return with_val_metrics(json.load(f), work)
     os.makedirs(work, exist_ok=True)
@@ -139,6 +149,24 @@ def train_and_test(family, variant, args, seed=0):
     with open(metrics_file, 'w') as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
     return with_val_metrics(metrics, work)
+
+
+@functools.lru_cache(maxsize=None)
+def config_iters(config):
+    """The training iterations a config's schedule gives (each config is read once)."""
+    sys.path.insert(0, REPO)
+    from ctglip.utils.cli import load_config
+    return int(load_config(osp.join(REPO, config)).train_cfg.max_iters)
+
+
+def checkpoint_iters(last_checkpoint):
+    """The iterations of a run from its ``last_checkpoint`` (mmengine's ``iter_<N>.pth``), or
+    None where the file is missing or names another kind of checkpoint."""
+    if not osp.isfile(last_checkpoint):
+        return None
+    with open(last_checkpoint) as f:
+        found = re.fullmatch(r'iter_(\d+)\.pth', osp.basename(f.read().strip()))
+    return int(found.group(1)) if found else None
 
 
 def with_val_metrics(metrics, work):
@@ -301,8 +329,8 @@ def table(results, args):
             f'{fmt_seeds(runs, "zeroshot/abn_auc", True)} | {minutes / 60:.0f} |')
     if len(args.seeds) > 1:
         lines += ['', 'AD AUC and AD F1 of each seed with its bootstrap interval:', '',
-                  '| backbone | model | ' + ' | '.join(f'seed {s} AUC | seed {s} F1'
-                                                      for s in args.seeds) + ' |',
+                  '| backbone | model | '
+                  + ' | '.join(f'seed {s} AUC | seed {s} F1' for s in args.seeds) + ' |',
                   '|---|---|' + '---:|---:|' * len(args.seeds)]
         for (family, variant, name), runs in results.items():
             lines.append(f'| {family} | {name} | ' + ' | '.join(
