@@ -5,7 +5,7 @@ from conftest import REPO
 
 from ctglip.utils.cli import load_config
 
-CONFIG = osp.join(REPO, 'configs', 'ctglip', 'ctglip_mit_104organ.py')
+CONFIG = osp.join(REPO, 'configs', 'ctglip', 'ctglip_nnunet_104organ.py')  # cpu_demo.py's 300
 
 
 def ends(cfg):
@@ -23,3 +23,13 @@ def test_cosine_schedule_follows_an_overridden_max_iters(capsys):
 def test_an_explicit_scheduler_override_wins():
     cfg = load_config(CONFIG, ['train_cfg.max_iters=600', 'param_scheduler.1.end=400'])
     assert ends(cfg) == [20, 400]
+
+
+def test_the_mit_family_trains_500_iterations_and_the_nnunet_family_300():
+    """The main command's schedule (configs/ctglip/ctglip_mit_104organ.py) and its variants."""
+    for name in ('ctglip_mit_104organ', 'clip_mit_104organ', 'anatomy_mit_104organ',
+                 'ctglip-nodict_mit_104organ', 'ctglip-plain_mit_104organ'):
+        cfg = load_config(osp.join(REPO, 'configs', 'ctglip', f'{name}.py'))
+        assert cfg.train_cfg.max_iters == 500 and ends(cfg) == [20, 500], name
+    cfg = load_config(osp.join(REPO, 'configs', 'ctglip', 'clip_nnunet_104organ.py'))
+    assert cfg.train_cfg.max_iters == 300 and ends(cfg) == [20, 300]
