@@ -70,7 +70,6 @@ def test_table_rows_gains_and_convergence_check():
     assert 'has not learnt the tumors' in text and 'converged lower bound' not in text
 
 
-@pytest.mark.slow
 def test_a_run_of_another_schedule_is_not_reused(tmp_path):
     """A folder left by a run with another schedule stops the table instead of entering it."""
     import json
@@ -89,6 +88,7 @@ def test_a_run_of_another_schedule_is_not_reused(tmp_path):
     assert json.loads((run / 'metrics.json').read_text())['_max_iters'] == 600  # kept
 
 
+@pytest.mark.slow
 def test_tiny_reproduction_end_to_end(tiny_bert, tiny_data, tmp_path):
     """The script on the tiny configs, 1 pretraining and 2 fine-tuning iterations."""
     from ctglip.testing.tumor_data import make_tiny_tumor_dataset
