@@ -61,6 +61,7 @@ def test_table_rows_gains_and_convergence_check():
     assert 'CT-GLIP - CLIP = +5.0 AUC, +5.0 Dice' in text
     assert 'CLIP - scratch = +10.0 AUC, +10.0 Dice' in text
     assert 'converged lower bound' in text and '35 studies' in text
+    assert 'One test study moves the overall Dice by 2.9 points' in text
     assert 'empty prediction on an empty truth counts as 1' in text
     results[('nnunet', 'scratch-2x')] = [fake(0.80, 0.50, 0)]
     assert 'NOT converged' in finetune_table.table(results, args)
@@ -160,3 +161,34 @@ def test_a_finetune_run_of_an_older_pretraining_is_not_reused(tmp_path):
         finetune_table.finetune_and_test('nnunet', 'ctglip', 0, args, last)
     os.utime(metrics, (ckpt.stat().st_mtime + 10, ckpt.stat().st_mtime + 10))
     assert finetune_table.finetune_and_test('nnunet', 'ctglip', 0, args, last)['tumor/auc'] == 0.7
+
+
+def test_dice_parts_split_the_overall_dice_into_empty_studies_and_tumor_studies(tmp_path):
+    """The overall Dice = (tumor-free studies predicted empty + Dice of each tumor study) / N;
+    the table's convergence check reports the two parts from the predictions folder."""
+    import json
+    import nibabel as nib
+    import numpy as np
+    root = tmp_path / 'data'
+    (root / 'images').mkdir(parents=True)
+    (root / 'tumor_masks').mkdir()
+    truth = np.zeros((4, 4, 4), np.uint8)
+    truth[:2, :2, :2] = 1  # 8 voxels
+    nib.save(nib.Nifti1Image(truth, np.eye(4)), str(root / 'tumor_masks' / 'a.nii.gz'))
+    rows = [{'case_id': 'a', 'image': 'images/a.nii.gz', 'tumor_mask': 'tumor_masks/a.nii.gz'},
+            {'case_id': 'b', 'image': 'images/b.nii.gz'},
+            {'case_id': 'c', 'image': 'images/c.nii.gz'}]
+    (root / 'manifest.jsonl').write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
+    pred = {'a': truth.copy(), 'b': np.zeros_like(truth), 'c': np.zeros_like(truth)}
+    pred['a'][0, 0, 0] = 0  # 7 of 8 found: Dice 14 / 15
+    pred['c'][3, 3, 3] = 1  # one stray voxel in a tumor-free study
+    for case, mask in pred.items():
+        folder = tmp_path / 'run' / 'predictions' / case
+        folder.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), str(folder / 'tumor_mask.nii.gz'))
+        (folder / 'tumor_probabilities.json').write_text(json.dumps(
+            {'image': str(root / 'images' / f'{case}.nii.gz')}))
+    parts = finetune_table.dice_parts(str(tmp_path / 'run'))
+    assert parts['free'] == 2 and parts['clean'] == 1
+    assert parts['tumor_dice'] == pytest.approx(14 / 15)
+    assert finetune_table.dice_parts(str(tmp_path / 'none')) is None

@@ -298,6 +298,18 @@ def gains(results, args):
             else:
                 verdict = ('NOT converged: scratch still improves with more iterations, so the '
                            'gaps above overstate pretraining.')
+            studies = check[0].get('tumor/dice_num_studies')
+            if studies:  # the overall Dice moves in steps of one study
+                verdict += (f' (One test study moves the overall Dice by {100 / studies:.1f} '
+                            'points: a tumor-free study scores 0 with a single predicted voxel.')
+                parts = [dice_parts(m['_work']) for m in (base[0], check[0]) if '_work' in m]
+                if len(parts) == 2 and None not in parts and parts[0]['tumor_dice'] is not None:
+                    a, b = parts
+                    verdict += (f' Tumor-free studies predicted empty: {a["clean"]} -> '
+                                f'{b["clean"]} of {b["free"]}; mean Dice of the studies with a '
+                                f'tumor: {100 * a["tumor_dice"]:.1f} -> '
+                                f'{100 * b["tumor_dice"]:.1f}.')
+                verdict += ')'
             lines.append(f'- {family}: scratch with twice the iterations (seed '
                          f'{family_seeds(args, family)[0]}): '
                          f'{d_auc:+.1f} AUC, {d_dice:+.1f} Dice against the same seed on the '
@@ -416,6 +428,33 @@ def _truth_path(image_path, case):
             if row.get('case_id') == case and row.get('tumor_mask'):
                 return osp.join(root, row['tumor_mask'])
     return None
+
+
+def dice_parts(work):
+    """The two parts of a run's overall Dice, from its predictions folder: the share of
+    tumor-free test studies predicted empty (each scores 1, or 0 with a single voxel) and the
+    mean Dice over the studies with a tumor; None without predictions."""
+    import nibabel as nib
+    import numpy as np
+    folder = osp.join(work, 'predictions')
+    if not osp.isdir(folder):
+        return None
+    free, clean, dices = 0, 0, []
+    for case in sorted(os.listdir(folder)):
+        with open(osp.join(folder, case, 'tumor_probabilities.json')) as f:
+            record = json.load(f)
+        pred = np.asarray(nib.load(osp.join(folder, case, 'tumor_mask.nii.gz')).dataobj) > 0
+        truth_path = _truth_path(record['image'], case)
+        truth = (np.asarray(nib.load(truth_path).dataobj) > 0 if truth_path
+                 else np.zeros_like(pred))
+        if truth.shape != pred.shape:
+            raise SystemExit(f'error: {folder}/{case}: predicted mask {pred.shape} and true '
+                             f'mask {truth.shape} differ in shape; rerun tools/test.py.')
+        if truth.any():
+            dices.append(2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
+        else:
+            free, clean = free + 1, clean + int(not pred.any())
+    return dict(free=free, clean=clean, tumor_dice=float(np.mean(dices)) if dices else None)
 
 
 def draw_example(results, args, path):
