@@ -154,6 +154,9 @@ def test_a_finetune_run_of_an_older_pretraining_is_not_reused(tmp_path):
     with pytest.raises(SystemExit, match=r'fine-tuned from another pretraining than .*iter_300'
                                          r'.pth.*--force'):
         finetune_table.finetune_and_test('nnunet', 'ctglip', 0, args, last)
+    # a moved pretraining folder: last_checkpoint names the old path, the file is beside it
+    (work / 'last_checkpoint').write_text('/gone/ctglip_nnunet_104organ/iter_300.pth')
+    assert finetune_table.pretrained_record(last)['checkpoint'] == osp.realpath(ckpt)
     # a run recorded before the checkpoint was written down: stale when older than it
     metrics.write_text(json.dumps(fake(0.70, 0.50, _max_iters=600)))
     os.utime(metrics, (ckpt.stat().st_mtime - 10, ckpt.stat().st_mtime - 10))

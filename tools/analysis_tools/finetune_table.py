@@ -187,9 +187,11 @@ def check_pretraining_length(last, config, args):
 
 
 def pretrained_record(checkpoint):
-    """What a fine-tune run records of its pretraining checkpoint (file and time written)."""
-    with open(checkpoint) as f:
-        ckpt = osp.realpath(f.read().strip())
+    """What a fine-tune run records of its pretraining checkpoint (file and time written),
+    found as the fine-tuning finds it (a moved work dir's last_checkpoint names an old path)."""
+    sys.path.insert(0, REPO)
+    from ctglip.models.segmentors.pretrained import resolve_checkpoint
+    ckpt = osp.realpath(resolve_checkpoint(checkpoint))
     return dict(checkpoint=ckpt, mtime=osp.getmtime(ckpt))
 
 
