@@ -64,7 +64,9 @@ def test_table_rows_gains_and_convergence_check():
     assert 'One test study moves the overall Dice by 2.9 points' in text
     assert 'empty prediction on an empty truth counts as 1' in text
     results[('nnunet', 'scratch-2x')] = [fake(0.80, 0.50, 0)]
-    assert 'NOT converged' in finetune_table.table(results, args)
+    assert 'NOT converged: scratch still improves' in finetune_table.table(results, args)
+    results[('nnunet', 'scratch-2x')] = [fake(0.71, 0.60, 0)]
+    assert 'converged in AUC (under 2 points), NOT in Dice' in finetune_table.table(results, args)
     results[('nnunet', 'scratch')][0] = fake(0.52, 0.57, 0)  # chance at both lengths
     results[('nnunet', 'scratch-2x')] = [fake(0.50, 0.57, 0)]
     text = finetune_table.table(results, args)
@@ -195,3 +197,7 @@ def test_dice_parts_split_the_overall_dice_into_empty_studies_and_tumor_studies(
     assert parts['free'] == 2 and parts['clean'] == 1
     assert parts['tumor_dice'] == pytest.approx(14 / 15)
     assert finetune_table.dice_parts(str(tmp_path / 'none')) is None
+    args = finetune_table.parse_args(['--families', 'nnunet', '--seeds', '0'])
+    text = finetune_table.table({('nnunet', 'scratch'): [
+        fake(0.7, 0.5, _work=str(tmp_path / 'run'))]}, args)
+    assert '| 50.0 | 93.3 | 50.0 | 4.0 |' in text  # Dice overall, tumor studies, empty, min

@@ -297,9 +297,13 @@ def gains(results, args):
             elif converged:
                 verdict = ('it gains less than 2 points, so the scratch row is a converged '
                            'lower bound.')
+            elif d_auc < 2:
+                verdict = ('converged in AUC (under 2 points), NOT in Dice: scratch still '
+                           'segments better with more iterations, so the Dice gaps above are '
+                           'between runs short of their end point.')
             else:
                 verdict = ('NOT converged: scratch still improves with more iterations, so the '
-                           'gaps above overstate pretraining.')
+                           'gaps above are between runs short of their end point.')
             studies = check[0].get('tumor/dice_num_studies')
             if studies:  # the overall Dice moves in steps of one study
                 verdict += (f' (One test study moves the overall Dice by {100 / studies:.1f} '
@@ -354,21 +358,26 @@ def caption(results, args):
             'predicted mask) over (study, organ) units, per organ group and pooled (overall). '
             'Segmentation: Dice per study (an empty prediction on an empty truth counts as '
             '1), per organ within its mask over the studies that show it, and the mean over '
-            'studies (overall).')
+            'studies (overall); the overall Dice in two parts: the mean over the studies with '
+            'a tumor, and the share of tumor-free studies predicted empty (each scores 1, or '
+            '0 with a single predicted voxel).')
 
 
 def table(results, args):
     """Markdown: the Figure-5-style table, then the gains and the convergence check."""
     names = dict(INITS)
     head = (['AUC ' + o for o in ORGANS] + ['AUC overall'] + ['Dice ' + o for o in ORGANS]
-            + ['Dice overall', 'fine-tune min'])
+            + ['Dice overall', 'Dice, tumor studies', 'tumor-free predicted empty',
+               'fine-tune min'])
     lines = [caption(results, args), '', '| backbone | initialisation | ' + ' | '.join(head)
              + ' |', '|---|---|' + '---:|' * len(head)]
     for (family, init), runs in results.items():
         label = names.get(init, 'scratch, 2x iterations' if init == 'scratch-2x' else init)
         minutes = mean_of(runs, '_train_seconds')
+        runs = [with_dice_parts(m) for m in runs]
         cells = ([_fmt(runs, f'tumor/auc/{o}') for o in ORGANS] + [_fmt(runs, 'tumor/auc')]
                  + [_fmt(runs, f'tumor/dice/{o}') for o in ORGANS] + [_fmt(runs, 'tumor/dice')]
+                 + [_fmt(runs, 'tumor/dice_tumor_studies'), _fmt(runs, 'tumor/empty_clean')]
                  + [f'{minutes / 60:.1f}' if minutes else 'n/a'])
         lines.append(f'| {family} | {label} | ' + ' | '.join(cells) + ' |')
     found = gains(results, args)
@@ -430,6 +439,18 @@ def _truth_path(image_path, case):
             if row.get('case_id') == case and row.get('tumor_mask'):
                 return osp.join(root, row['tumor_mask'])
     return None
+
+
+def with_dice_parts(metrics):
+    """A run's metrics with the two parts of its overall Dice (:func:`dice_parts`) as
+    ``tumor/dice_tumor_studies`` and ``tumor/empty_clean`` (fractions), where its predictions
+    are on disk."""
+    parts = dice_parts(metrics['_work']) if metrics.get('_work') else None
+    if not parts:
+        return metrics
+    return dict(metrics, **{'tumor/dice_tumor_studies': parts['tumor_dice'],
+                            'tumor/empty_clean': (parts['clean'] / parts['free']
+                                                  if parts['free'] else None)})
 
 
 def dice_parts(work):
