@@ -198,6 +198,10 @@ def test_dice_parts_split_the_overall_dice_into_empty_studies_and_tumor_studies(
     assert parts['tumor_dice'] == pytest.approx(14 / 15)
     assert finetune_table.dice_parts(str(tmp_path / 'none')) is None
     args = finetune_table.parse_args(['--families', 'nnunet', '--seeds', '0'])
-    text = finetune_table.table({('nnunet', 'scratch'): [
-        fake(0.7, 0.5, _work=str(tmp_path / 'run'))]}, args)
+    run = fake(0.7, 0.5, _work=str(tmp_path / 'run'))
+    text = finetune_table.table({('nnunet', 'scratch'): [run],
+                                 ('nnunet', 'scratch-2x'): [dict(run, **{'tumor/dice': 0.6})]},
+                                args)
     assert '| 50.0 | 93.3 | 50.0 | 4.0 |' in text  # Dice overall, tumor studies, empty, min
+    assert ('Tumor-free studies predicted empty: 1 -> 1 of 2; mean Dice of the studies with a '
+            'tumor: 93.3 -> 93.3.') in text

@@ -308,8 +308,8 @@ def gains(results, args):
             if studies:  # the overall Dice moves in steps of one study
                 verdict += (f' (One test study moves the overall Dice by {100 / studies:.1f} '
                             'points: a tumor-free study scores 0 with a single predicted voxel.')
-                parts = [dice_parts(m['_work']) for m in (base[0], check[0]) if '_work' in m]
-                if len(parts) == 2 and None not in parts and parts[0]['tumor_dice'] is not None:
+                parts = [m.get('_dice_parts') for m in (base[0], check[0])]
+                if None not in parts and parts[0]['tumor_dice'] is not None:
                     a, b = parts
                     verdict += (f' Tumor-free studies predicted empty: {a["clean"]} -> '
                                 f'{b["clean"]} of {b["free"]}; mean Dice of the studies with a '
@@ -366,6 +366,7 @@ def caption(results, args):
 def table(results, args):
     """Markdown: the Figure-5-style table, then the gains and the convergence check."""
     names = dict(INITS)
+    results = {key: [with_dice_parts(m) for m in runs] for key, runs in results.items()}
     head = (['AUC ' + o for o in ORGANS] + ['AUC overall'] + ['Dice ' + o for o in ORGANS]
             + ['Dice overall', 'Dice, tumor studies', 'tumor-free predicted empty',
                'fine-tune min'])
@@ -374,7 +375,6 @@ def table(results, args):
     for (family, init), runs in results.items():
         label = names.get(init, 'scratch, 2x iterations' if init == 'scratch-2x' else init)
         minutes = mean_of(runs, '_train_seconds')
-        runs = [with_dice_parts(m) for m in runs]
         cells = ([_fmt(runs, f'tumor/auc/{o}') for o in ORGANS] + [_fmt(runs, 'tumor/auc')]
                  + [_fmt(runs, f'tumor/dice/{o}') for o in ORGANS] + [_fmt(runs, 'tumor/dice')]
                  + [_fmt(runs, 'tumor/dice_tumor_studies'), _fmt(runs, 'tumor/empty_clean')]
@@ -443,14 +443,14 @@ def _truth_path(image_path, case):
 
 def with_dice_parts(metrics):
     """A run's metrics with the two parts of its overall Dice (:func:`dice_parts`) as
-    ``tumor/dice_tumor_studies`` and ``tumor/empty_clean`` (fractions), where its predictions
-    are on disk."""
+    ``tumor/dice_tumor_studies`` and ``tumor/empty_clean`` (fractions) and the counts as
+    ``_dice_parts``, where its predictions are on disk."""
     parts = dice_parts(metrics['_work']) if metrics.get('_work') else None
     if not parts:
         return metrics
-    return dict(metrics, **{'tumor/dice_tumor_studies': parts['tumor_dice'],
-                            'tumor/empty_clean': (parts['clean'] / parts['free']
-                                                  if parts['free'] else None)})
+    clean = parts['clean'] / parts['free'] if parts['free'] else None
+    return dict(metrics, _dice_parts=parts, **{'tumor/dice_tumor_studies': parts['tumor_dice'],
+                                               'tumor/empty_clean': clean})
 
 
 def dice_parts(work):
