@@ -186,3 +186,97 @@ def test_separable_upsampling_equals_pytorch_trilinear(shape, size):
     with torch.autocast('cpu', dtype=torch.bfloat16):  # runs under bf16 autocast
         low = upsample_trilinear(x.float(), size)
     torch.testing.assert_close(low.float(), ref.float(), rtol=0.02, atol=0.05)
+
+
+@pytest.mark.parametrize('kernel,layout', [(3, 'channels_last'), (3, 'contiguous'),
+                                           (5, 'channels_last')])
+def test_depthwise_conv3d_equals_pytorch(kernel, layout):
+    """Mix-FFN's depthwise conv (its backward written as a flipped-kernel convolution) is
+    F.conv3d's, values and the gradients of input, weight and bias; under bf16 autocast it
+    computes in bf16 and hands float32 gradients back."""
+    import torch.nn.functional as F
+
+    from ctglip.models.backbones.mit3d import depthwise_conv3d
+    torch.manual_seed(0)
+    c = 6
+    x = torch.randn(2, 5, 6, 7, c, dtype=torch.float64).permute(0, 4, 1, 2, 3)
+    if layout == 'contiguous':
+        x = x.contiguous()
+    x.requires_grad_(True)
+    weight = torch.randn(c, 1, kernel, kernel, kernel, dtype=torch.float64,
+                         requires_grad=True)
+    bias = torch.randn(c, dtype=torch.float64, requires_grad=True)
+    ref = F.conv3d(x, weight, bias, padding=kernel // 2, groups=c)
+    out = depthwise_conv3d(x, weight, bias)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(ref, (x, weight, bias), grad)
+    out_grads = torch.autograd.grad(out, (x, weight, bias), grad)
+    for name, got, want in zip(('input', 'weight', 'bias'), out_grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=name)
+    assert torch.autograd.gradcheck(depthwise_conv3d, (x[:1, :, :3, :3, :3].detach()
+                                                       .requires_grad_(True), weight, bias))
+    x32, w32 = x.detach().float().requires_grad_(True), weight.detach().float().requires_grad_(True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low = depthwise_conv3d(x32, w32, None)
+    assert low.dtype == torch.bfloat16
+    low.float().sum().backward()
+    assert x32.grad.dtype == w32.grad.dtype == torch.float32
+    torch.testing.assert_close(low.float(), F.conv3d(x32, w32, None, padding=kernel // 2,
+                                                     groups=c), rtol=0.05, atol=0.2)
+
+
+def test_depthwise_conv3d_rejects_other_kernels():
+    from ctglip.models.backbones.mit3d import depthwise_conv3d
+    with pytest.raises(ValueError, match='C x 1 x k x k x k kernel with odd k'):
+        depthwise_conv3d(torch.zeros(1, 4, 4, 4, 4), torch.zeros(4, 1, 2, 2, 2))
+    with pytest.raises(ValueError, match='for 4 channels'):
+        depthwise_conv3d(torch.zeros(1, 4, 4, 4, 4), torch.zeros(2, 1, 3, 3, 3))
+
+
+def test_mit_decoder_equals_segformer_concatenation():
+    """The MiT decoder (per-stage folded projections, upsampled and summed) is
+    SegFormer's: project every stage, upsample to stage 1's grid, concatenate, 1^3 conv,
+    InstanceNorm, GELU; values and parameter gradients, in float64."""
+    import torch.nn.functional as F
+
+    from ctglip.models.backbones.mit3d import AllMLPDecoder3d
+    torch.manual_seed(0)
+    channels, dim = (4, 6, 8, 10), 5
+    dec = AllMLPDecoder3d(channels, dim).double()
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.normal_()
+    feats = [torch.randn(2, c, 16 // 2 ** i, 16 // 2 ** i, 8 // 2 ** i, dtype=torch.float64)
+             for i, c in enumerate(channels)]
+    feats[0] = feats[0].contiguous(memory_format=torch.channels_last_3d)  # as the stages give
+
+    def reference():
+        conv, norm, act = dec.fuse
+        ups = [F.interpolate(proj(f), size=feats[0].shape[2:], mode='trilinear',
+                             align_corners=False) for proj, f in zip(dec.proj, feats)]
+        return act(norm(conv(torch.cat(ups, dim=1))))
+
+    ref, out = reference(), dec(feats)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(ref)
+    params = list(dec.parameters())
+    for got, want in zip(torch.autograd.grad(out, params, grad),
+                         torch.autograd.grad(reference(), params, grad)):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_separable_upsampling_adds_to_a_map():
+    """upsample_trilinear(x, size, add_to=m) is m + the upsampled map, values and gradients
+    of both."""
+    from ctglip.models.backbones.mit3d import upsample_trilinear
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    base = torch.randn(2, 3, 8, 9, 12, dtype=torch.float64, requires_grad=True)
+    out = upsample_trilinear(x, (8, 9, 12), add_to=base)
+    ref = base + upsample_trilinear(x, (8, 9, 12))
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(ref)
+    for got, want in zip(torch.autograd.grad(out, (x, base), grad),
+                         torch.autograd.grad(ref, (x, base), grad)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
