@@ -81,33 +81,6 @@ def test_study_overlaps_make_the_batch_overlap():
         OrganCells.from_samples(parts, 2)
 
 
-@pytest.mark.parametrize('factor', [1, 2, 3])
-def test_mean_map_backward_equals_autograd_of_the_gather(factor):
-    """``OrganCells.mean_map`` (one-pass backward) equals autograd through ``gather_map`` and
-    ``weighted_mean``, values and gradients: cells shared by several organs, a
-    study without any organ, the data loader's row order, a second call on the same cells."""
-    from ctglip.models.poolers.base import OrganCells, organ_cells, study_organ_cells
-    feats, label = _inputs(factor=factor, batch=3, channels=4, seed=factor)
-    label[1] = 0  # a study without organs
-    feats = feats.double()
-    grad = torch.randn(3 * K, 4, dtype=torch.float64)
-    parts = [study_organ_cells(one, factor) for one in label]
-    for cells in (organ_cells(label, feats.shape[2:], K), OrganCells.from_samples(parts, K)):
-        if factor > 1:
-            _, extra, most = cells.backward_keys(feats.shape[2:].numel())
-            assert extra.numel() > 0 and 1 < most <= factor ** 3
-        ref_in, mine_in = (feats.clone().requires_grad_(True) for _ in range(2))
-        ref = cells.weighted_mean(cells.gather_map(ref_in))
-        ref.backward(grad)
-        for _ in range(2):
-            mine_in.grad = None
-            mine = cells.mean_map(mine_in)
-            mine.backward(grad)
-            torch.testing.assert_close(mine, ref)
-            torch.testing.assert_close(mine_in.grad, ref_in.grad, rtol=1e-6, atol=1e-7)
-        assert (mine_in.grad[1] == 0).all()
-
-
 def test_organ_mask_pooler_anisotropic_factors():
     feats = torch.randn(1, 2, 2, 4, 3)
     label = torch.randint(0, K + 1, (1, 6, 4, 6))

@@ -7,8 +7,7 @@ and a 128^3 grid, while the sparse rows never outnumber the labelled voxels or (
 a small multiple of the cells.
 """
 import functools
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -39,7 +38,6 @@ class OrganCells:
     voxels: torch.Tensor
     organ_voxels: torch.Tensor
     num_organs: int
-    _backward_keys: tuple = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_samples(cls, parts, num_organs, device=None):
@@ -86,40 +84,6 @@ class OrganCells:
         """
         return feats.flatten(2)[self.batch, :, self.cell].float()
 
-    def mean_map(self, feats):
-        """``weighted_mean(gather_map(feats))``: each organ's masked mean of a ``B x C x d x h
-        x w`` map, ``B*K x C`` float32, with a backward that writes the map's gradient in one
-        pass (``_OrganMeanMap``) instead of scattering every row into a zeroed map."""
-        return _OrganMeanMap.apply(feats, self)
-
-    def backward_keys(self, num_cells):
-        """What ``_OrganMeanMap``'s backward reads, computed once per batch.
-
-        Returns:
-            tuple: ``key`` (``B x 1 x num_cells`` long: for each cell its first row's
-            ``organ * V + voxels - 1``, ``K * V`` where no organ is; ``V`` the most voxels
-            of a row), ``extra`` (the rows of cells that several organs share, after each
-            cell's first) and ``V``.
-        """
-        if self._backward_keys is not None and self._backward_keys[0] == num_cells:
-            return self._backward_keys[1:]
-        if not torch.equal(self.voxels, self.voxels.round()):
-            raise ValueError('OrganCells.voxels must be whole voxel counts.')
-        batch_size, k = self.organ_voxels.shape
-        flat = self.batch * num_cells + self.cell
-        order = torch.argsort(flat, stable=True)
-        sorted_flat = flat[order]
-        first = torch.ones_like(sorted_flat, dtype=torch.bool)
-        first[1:] = sorted_flat[1:] != sorted_flat[:-1]
-        rows, extra = order[first], order[~first]
-        most = max(int(self.voxels.max()), 1) if self.voxels.numel() else 1
-        key = torch.full((batch_size * num_cells,), k * most, dtype=torch.long,
-                         device=self.cell.device)
-        organ = self.segment[rows] - self.batch[rows] * k
-        key[flat[rows]] = organ * most + self.voxels[rows].long() - 1
-        self._backward_keys = (num_cells, key.view(batch_size, 1, num_cells), extra, most)
-        return self._backward_keys[1:]
-
     def segment_sum(self, values):
         """Sum ``P x ...`` values per (study, organ): ``B*K x ...``, zeros for absent organs."""
         out = values.new_zeros((self.num_segments,) + tuple(values.shape[1:]))
@@ -139,45 +103,6 @@ class OrganCells:
         """
         sums = self.segment_sum(values * self.voxels[:, None])
         return sums / self.organ_voxels.reshape(-1, 1).clamp(min=1)
-
-
-class _OrganMeanMap(torch.autograd.Function):
-    """Organ masked means of a feature map (``OrganCells.mean_map``).
-
-    The gradient of the map is, at every cell, the sum over the organs covering it of the
-    organ's gradient times the cell's voxels of that organ over the organ's voxels. Autograd
-    of the gather would zero a map-sized tensor and scatter each row into it, one channel at a
-    time (a strided, single-threaded accumulation on the CPU). Here one ``gather`` from a
-    small table (each organ's scaled gradient times 1..V voxels) writes every cell's first
-    organ, and only the rows of cells that several organs share are added afterwards. Same
-    result as autograd's, up to float rounding.
-    """
-
-    @staticmethod
-    def forward(ctx, feats, cells):
-        rows = cells.gather_map(feats)
-        ctx.cells, ctx.shape, ctx.dtype = cells, feats.shape, feats.dtype
-        return cells.weighted_mean(rows)
-
-    @staticmethod
-    def backward(ctx, grad):
-        cells = ctx.cells
-        batch_size, channels = ctx.shape[:2]
-        num_cells = math.prod(ctx.shape[2:])
-        key, extra, most = cells.backward_keys(num_cells)
-        k = cells.num_organs
-        grad = grad.float() / cells.organ_voxels.reshape(-1, 1).clamp(min=1)  # B*K x C
-        steps = torch.arange(1, most + 1, dtype=grad.dtype, device=grad.device)
-        table = (grad.view(batch_size, k, channels).transpose(1, 2)[..., None] * steps)
-        table = torch.cat([table.reshape(batch_size, channels, k * most),
-                           grad.new_zeros(batch_size, channels, 1)], dim=2)
-        grad_map = torch.gather(table, 2, key.expand(batch_size, channels, num_cells))
-        if extra.numel():
-            channel = torch.arange(channels, device=grad.device)
-            grad_map.index_put_(
-                (cells.batch[extra, None], channel[None], cells.cell[extra, None]),
-                grad[cells.segment[extra]] * cells.voxels[extra, None], accumulate=True)
-        return grad_map.view(ctx.shape).to(ctx.dtype), None
 
 
 def feature_cells(feats):

@@ -27,5 +27,5 @@ class OrganMaskPooler(BaseOrganPooler):
     def forward(self, feats, organ_label, num_organs=None, cells=None):
         """Pool ``feats`` over every organ of ``organ_label``; see the class docstring."""
         cells = self._cells(feats, organ_label, num_organs, cells)
-        pooled = cells.mean_map(feats)
+        pooled = cells.weighted_mean(cells.gather_map(feats))
         return self._finish(pooled, cells)
