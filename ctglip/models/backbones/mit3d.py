@@ -284,20 +284,14 @@ class AllMLPDecoder3d(nn.Module):
         for proj, weight, feat in zip(self.proj, conv.weight.split(dim, dim=1), feats):
             mix = weight.flatten(1)                                        # dim x dim
             kernel = mix @ proj.weight.flatten(1)                          # dim x C_i
-            bias = (torch.zeros(dim, dtype=kernel.dtype, device=kernel.device)
-                    if proj.bias is None else mix @ proj.bias)
-            if feat.shape[2:] == size and fused is None:
-                b = feat.shape[0]
-                fused = torch.baddbmm(bias.view(1, dim, 1), kernel.expand(b, -1, -1),
-                                      feat.flatten(2)).view(b, dim, *size)
+            bias = mix @ proj.bias
+            if fused is None:  # stage 1, at the output grid
+                fused = torch.baddbmm(bias.view(1, dim, 1), kernel.expand(len(feat), -1, -1),
+                                      feat.flatten(2)).view(len(feat), dim, *size)
                 continue
             feat = F.conv3d(feat, kernel.view(dim, -1, 1, 1, 1), bias)
-            if fused is None:
-                fused = upsample_trilinear(feat, size)
-            elif feat.shape[2:] != size:
-                fused = upsample_trilinear(feat, size, add_to=fused)
-            else:
-                fused = fused + feat
+            fused = (upsample_trilinear(feat, size, add_to=fused) if feat.shape[2:] != size
+                     else fused + feat)
         return act(norm(fused))
 
 
