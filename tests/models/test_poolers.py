@@ -64,6 +64,35 @@ def test_organ_mask_pooler_gradient_equals_the_loop_reference(dtype):
     torch.testing.assert_close(mine.grad.float(), ref.grad, **tol)
 
 
+def test_gather_map_backward_equals_autograd_of_the_indexing():
+    """``OrganCells.gather_map``'s own backward (one ``index_add_`` per study) gives autograd's
+    gradient of the plain indexing, in float64, with shared cells and a study without organs;
+    rows not grouped by study are refused."""
+    from ctglip.models.poolers.base import organ_cells
+    feats, label = _inputs(factor=2, batch=3, channels=4)
+    label[1] = 0  # a study with no organ: no rows
+    cells = organ_cells(label, (4, 4, 4), K)
+    assert torch.unique(cells.batch * 64 + cells.cell).numel() < cells.cell.numel()  # shared
+    feats = feats.double()
+    grad_rows = torch.randn(cells.cell.numel(), 4, dtype=torch.float64)
+    mine = feats.clone().requires_grad_(True)
+    assert torch.equal(cells.gather_map(mine), feats.flatten(2)[cells.batch, :, cells.cell].float())
+    from ctglip.models.poolers.base import _GatherMap
+    _GatherMap.apply(mine, cells).backward(grad_rows)
+    ref = feats.clone().requires_grad_(True)
+    ref.flatten(2)[cells.batch, :, cells.cell].backward(grad_rows)
+    assert mine.grad.is_contiguous() and mine.grad.shape == feats.shape
+    torch.testing.assert_close(mine.grad, ref.grad, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: _GatherMap.apply(x, cells), (feats[:, :2].clone()
+                                                                  .requires_grad_(True),))
+    shuffled = organ_cells(label, (4, 4, 4), K)
+    order = torch.randperm(shuffled.cell.numel(), generator=torch.Generator().manual_seed(0))
+    for key in ('batch', 'cell', 'segment', 'voxels'):
+        setattr(shuffled, key, getattr(shuffled, key)[order])
+    with pytest.raises(ValueError, match='grouped by study'):
+        _GatherMap.apply(mine, shuffled)
+
+
 def test_study_overlaps_make_the_batch_overlap():
     """Per-study overlaps (the data loader's) joined by ``OrganCells.from_samples`` equal the
     batch's ``organ_cells`` to the bit; a size the stride does not divide gives None; an

@@ -318,9 +318,10 @@ def machine(device):
     from ctglip.utils.benchmark import cpu_name
     if torch.device(device).type == 'cuda':
         return torch.cuda.get_device_name(torch.device(device))
+    from ctglip.utils.malloc import cpu_malloc_state
     threads = torch.get_num_threads()
     return (f'{cpu_name()} ({os.cpu_count()} CPUs visible, {threads} '
-            f'thread{"s" if threads != 1 else ""})')
+            f'thread{"s" if threads != 1 else ""}, malloc {cpu_malloc_state()})')
 
 
 def benchmark(args, argv):
