@@ -90,6 +90,7 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
         self.dictionary_own = dictionary_own
         self.organs = organs
         self.balance = balance
+        self._entries = {}  # organ -> its dictionary entries, filled on first use
 
     def diagnosis_text(self, organ, study):
         if study['status'].get(organ) != 'abnormal':
@@ -117,6 +118,16 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
                                   ignore=ignore, row_weights=weights,
                                   row_groups=dict(abnormal=abnormal))
 
+    def _organ_entries(self, organ):
+        """The dictionary's ``(text, abnormality)`` entries for one organ, filled once."""
+        if organ not in self._entries:
+            self._entries[organ] = [(d.format(organ=readable_name(organ)), abnormality)
+                                    for group in self.abnormality_vocab.groups_of(organ)
+                                    for abnormality, descriptions
+                                    in self.dictionary.get(group, {}).items()
+                                    for d in descriptions]
+        return self._entries[organ]
+
     def _add_dictionary(self, rows, studies, texts, pos):
         """Append the dictionary entries of the rows' organ groups to ``texts``.
 
@@ -136,12 +147,8 @@ class DiagnosisContrastiveLoss(ContrastiveLoss):
         organs = list(dict.fromkeys(organ for _, organ in rows))
         stands_for = {}  # text -> [(organ, abnormality)]
         for organ in organs:
-            entries = [item for group in self.abnormality_vocab.groups_of(organ)
-                       for item in self.dictionary.get(group, {}).items()]
-            for abnormality, descriptions in entries:
-                for d in descriptions:
-                    text = d.format(organ=readable_name(organ))
-                    stands_for.setdefault(text, []).append((organ, abnormality))
+            for text, abnormality in self._organ_entries(organ):
+                stands_for.setdefault(text, []).append((organ, abnormality))
         known = set(texts)
         texts = texts + [t for t in stands_for if t not in known]
         normal_texts = {self.normal_template.format(organ=readable_name(o)) for o in organs}
