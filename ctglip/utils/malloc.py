@@ -15,17 +15,17 @@ once. ``CTGLIP_CPU_MALLOC=default`` in the environment leaves glibc's behaviour 
 library without ``mallopt`` (macOS, musl) nothing changes and the call says so.
 """
 import ctypes
-import ctypes.util
 import os
 
 ENV_VAR = 'CTGLIP_CPU_MALLOC'
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_THRESHOLD = -3
-_state = {}
+_result = None  # (applied, why not) of the first call
 
 
 def tune_cpu_malloc(mmap_threshold=1 << 30, trim_threshold=(1 << 31) - 1):
-    """Set glibc's mmap and trim thresholds for this process (and the workers it forks).
+    """Set glibc's mmap and trim thresholds for this process (and the workers it forks);
+    the first call decides, later calls return its result.
 
     Args:
         mmap_threshold (int): bytes; larger allocations are still mapped on their own.
@@ -36,29 +36,25 @@ def tune_cpu_malloc(mmap_threshold=1 << 30, trim_threshold=(1 << 31) - 1):
         tuple[bool, str]: whether the thresholds are now set, and why not where they are not
         (``CTGLIP_CPU_MALLOC=default``, no ``mallopt``, or glibc refused the value).
     """
-    key = (mmap_threshold, trim_threshold)
-    if key in _state:
-        return _state[key]
-    if os.environ.get(ENV_VAR, '').lower() in ('default', 'off', '0'):
-        result = (False, f'{ENV_VAR}={os.environ[ENV_VAR]}')
-    else:
-        result = _mallopt(mmap_threshold, trim_threshold)
-    _state[key] = result
-    return result
+    global _result
+    if _result is None:
+        if os.environ.get(ENV_VAR, '').lower() in ('default', 'off', '0'):
+            _result = (False, f'{ENV_VAR}={os.environ[ENV_VAR]}')
+        else:
+            _result = _mallopt(mmap_threshold, trim_threshold)
+    return _result
 
 
 def cpu_malloc_state():
     """``'tuned'`` after a successful ``tune_cpu_malloc``, else ``'default (<why>)'``."""
-    if any(applied for applied, _ in _state.values()):
-        return 'tuned'
-    reasons = [reason for _, reason in _state.values()]
-    return f'default ({reasons[-1] if reasons else "not requested"})'
+    if _result is None:
+        return 'default (not requested)'
+    return 'tuned' if _result[0] else f'default ({_result[1]})'
 
 
 def _mallopt(mmap_threshold, trim_threshold):
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process already runs on
     except (OSError, AttributeError):
         return False, 'the C library has no mallopt (not glibc)'
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
