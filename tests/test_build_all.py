@@ -67,6 +67,9 @@ CONFIGS = {
               'TumorPredictionWriter': dict(out_dir='{tmp}')},
     'WEIGHT_INITIALIZERS': {'PretrainedEncoder': dict(checkpoint='{tmp}/last_checkpoint')},
     'OPTIM_WRAPPERS': {'MixedPrecisionOptimWrapper': dict(optimizer='{optimizer}')},
+    'OPTIM_WRAPPER_CONSTRUCTORS': {'LayerDecayOptimWrapperConstructor': dict(
+        optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)),
+        paramwise_cfg=dict(layer_decay_rate=0.75))},
     'MODEL_WRAPPERS': {'CTGLIPDistributedDataParallel': dict(module='{module}'),
                        'CTGLIPFullyShardedDataParallel': dict(module='{module}',
                                                               device_id='cpu')},

@@ -53,6 +53,12 @@ def follow_max_iters(cfg, old_iters):
         return
     for i, sched in enumerate([schedulers] if isinstance(schedulers, dict) else schedulers):
         if not sched.get('by_epoch', True) and sched.get('end') == old_iters:
+            if sched.get('begin', 0) >= new_iters:
+                raise ConfigError(
+                    f'--cfg-options train_cfg.max_iters={new_iters} ends before '
+                    f'param_scheduler[{i}] ({sched.get("type")}) begins at iteration '
+                    f'{sched.get("begin", 0)}. Fix: train more than {sched.get("begin", 0)} '
+                    'iterations, or override param_scheduler as well.')
             sched['end'] = new_iters
             print(f'note: param_scheduler[{i}].end follows train_cfg.max_iters '
                   f'({old_iters} -> {new_iters})', file=sys.stderr)

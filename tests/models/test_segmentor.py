@@ -283,6 +283,54 @@ def test_frozen_encoder_is_left_alone_by_adamw():
     assert all(torch.equal(a, b) for a, b in zip(before, model.backbone.parameters()))
 
 
+# -- layer-wise learning-rate decay ---------------------------------------------------------------
+def layer_decay_groups(model, rate=0.5, **paramwise):
+    """{parameter name: lr} of the optimizer LayerDecayOptimWrapperConstructor builds."""
+    from mmengine.optim import build_optim_wrapper
+    with DefaultScope.overwrite_default_scope('ctglip'):
+        wrapper = build_optim_wrapper(model, dict(
+            type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.01),
+            constructor='LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(layer_decay_rate=rate, **paramwise)))
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = wrapper.optimizer.param_groups
+    assert sorted(names[id(g['params'][0])] for g in groups) == sorted(names.values())
+    return {names[id(g['params'][0])]: g['lr'] for g in groups}
+
+
+@pytest.mark.parametrize('backbone', [NNUNET, MIT], ids=['nnunet', 'mit'])
+def test_layer_decay_scales_the_encoder_by_depth_and_leaves_the_decoder(backbone):
+    model = segmentor(backbone)
+    lrs = layer_decay_groups(model, rate=0.5)
+    for name, lr in lrs.items():
+        if not name.startswith('backbone.'):
+            assert lr == 1.0, name
+            continue
+        layer, num_layers = model.backbone.get_layer_depth(name[len('backbone.'):])
+        assert lr == pytest.approx(0.5 ** (num_layers - 1 - layer)), name
+    if backbone is NNUNET:  # stages get slower toward the input; tiny: 3 stages, 2 up levels
+        first = [lrs[f'backbone.encoder.{i}.0.0.weight'] for i in range(3)]
+        assert first == pytest.approx([0.5 ** 5, 0.5 ** 4, 0.5 ** 3])
+        assert lrs['backbone.upsamples.level0.weight'] == pytest.approx(0.5)
+    else:  # tiny: one block per stage; the fused-map decoder right below the head
+        assert lrs['backbone.stages.0.patch_embed.proj.weight'] == pytest.approx(0.5 ** 6)
+        assert lrs['backbone.stages.3.blocks.0.attn.q.weight'] == pytest.approx(0.5 ** 2)
+        assert lrs['backbone.decoder.proj.0.weight'] == pytest.approx(0.5)
+    # rate 1 is no decay; an encoder lr_mult multiplies with the decay
+    assert set(layer_decay_groups(model, rate=1.0).values()) == {1.0}
+    both = layer_decay_groups(model, rate=0.5, custom_keys={'backbone': dict(lr_mult=0.1)})
+    assert all(both[n] == pytest.approx(lrs[n] * (0.1 if n.startswith('backbone.') else 1))
+               for n in lrs)
+
+
+def test_layer_decay_errors_name_the_field_and_the_fix():
+    with pytest.raises(ConfigError, match='layer_decay_rate must be a number in'):
+        layer_decay_groups(segmentor(), rate=1.5)
+    model = segmentor(dict(type='PlainConv3D'), decoder=dict(type='UNetDecoder3D'))
+    with pytest.raises(ConfigError, match='PlainConv3D has no get_layer_depth.*Fix: add the'):
+        layer_decay_groups(model)
+
+
 def test_prediction_writer_resamples_onto_the_input_grid(tmp_path):
     """A mask on the pipeline's grid (RAS, 4 mm) lands on the input file's grid (LAS, 2 mm):
     each input voxel takes the value of the pipeline voxel nearest to it in the world."""

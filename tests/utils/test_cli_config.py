@@ -1,9 +1,11 @@
 """Config loading of the command-line tools: overrides and the schedule that follows them."""
 import os.path as osp
 
+import pytest
 from conftest import REPO
 
 from ctglip.utils.cli import load_config
+from ctglip.utils.errors import ConfigError
 
 CONFIG = osp.join(REPO, 'configs', 'ctglip', 'ctglip_nnunet_104organ.py')  # cpu_demo.py's 300
 
@@ -18,6 +20,19 @@ def test_cosine_schedule_follows_an_overridden_max_iters(capsys):
     assert 'param_scheduler[1].end follows train_cfg.max_iters (300 -> 600)' in \
         capsys.readouterr().err
     assert ends(load_config(CONFIG, ['train_cfg.max_iters=100'])) == [20, 100]
+
+
+def test_a_run_shorter_than_the_warm_up_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r'train_cfg.max_iters=10 ends before '
+                       r'param_scheduler\[1\] \(CosineAnnealingLR\) begins at iteration 20'):
+        load_config(CONFIG, ['train_cfg.max_iters=10'])
+
+
+def test_the_mit_fine_tune_schedule_is_twice_the_nnunet_one():
+    for init in ('scratch', 'clip', 'ctglip'):
+        for family, iters in (('nnunet', 2400), ('mit', 4800)):
+            cfg = load_config(osp.join(REPO, 'configs', 'finetune', f'{init}_{family}_tumor.py'))
+            assert cfg.train_cfg.max_iters == iters and ends(cfg) == [20, iters], (init, family)
 
 
 def test_an_explicit_scheduler_override_wins():

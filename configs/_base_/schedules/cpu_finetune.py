@@ -21,6 +21,8 @@ optim_wrapper = dict(
     # initialisation): a lower encoder learning rate,
     #   paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}),
     #   (--cfg-options optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult=0.1)
+    # layer-wise decay, constructor='LayerDecayOptimWrapperConstructor',
+    #   paramwise_cfg=dict(layer_decay_rate=0.75),
     # and a frozen-encoder warm-up, custom_hooks += [dict(type='FreezeEncoderHook', iters=50)].
 )
 param_scheduler = [

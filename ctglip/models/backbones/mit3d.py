@@ -391,6 +391,37 @@ class MiT3D(BaseModule):
         self.decoder = AllMLPDecoder3d(per_stage['embed_dims'], self.out_channels)
         self.apply(self._init_module)
 
+    def get_layer_depth(self, param_name):
+        """The layer of a parameter for layer-wise learning-rate decay, input side first.
+
+        Layer 0 is the first patch embedding; each transformer block is one layer, over all
+        stages in order; a later stage's patch embedding shares the layer of the block before
+        it and its closing LayerNorm the layer of its last block; the fused-map decoder comes
+        next. ``num_layers - 1`` is left for what lies outside the backbone (a segmentation
+        decoder), which keeps the base learning rate.
+
+        Args:
+            param_name (str): the parameter's name within this module.
+
+        Returns:
+            tuple[int, int]: ``(layer_id, num_layers)``.
+        """
+        depths = [len(stage.blocks) for stage in self.stages]
+        num_layers = sum(depths) + 3
+        parts = param_name.split('.')
+        if parts[0] == 'decoder':
+            return num_layers - 2, num_layers
+        if parts[0] == 'stages':
+            stage = int(parts[1])
+            before = sum(depths[:stage])
+            if parts[2] == 'blocks':
+                return before + int(parts[3]) + 1, num_layers
+            if parts[2] == 'patch_embed':
+                return before, num_layers
+            if parts[2] == 'norm':
+                return before + depths[stage], num_layers
+        raise KeyError(f'{type(self).__name__}: no layer for parameter {param_name!r}.')
+
     @staticmethod
     def _init_module(m):
         # SegFormer's initialisation: truncated normal for linears, fan-out normal for convs.

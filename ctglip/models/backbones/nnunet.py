@@ -133,6 +133,30 @@ class NNUNetEncoder3D(BaseModule):
             self.decoder[f'level{i}'] = _conv_stack(2 * channels[i], channels[i], num_convs)
         self._init_he()
 
+    def get_layer_depth(self, param_name):
+        """The layer of a parameter for layer-wise learning-rate decay, input side first.
+
+        Encoder stage ``i`` is layer ``i``; the decoder path of this backbone (upsample +
+        convs of level ``l``, deepest first) follows the encoder, as its input is the
+        bottleneck. ``num_layers - 1`` is left for what lies outside the backbone (a
+        segmentation decoder), which keeps the base learning rate.
+
+        Args:
+            param_name (str): the parameter's name within this module.
+
+        Returns:
+            tuple[int, int]: ``(layer_id, num_layers)``.
+        """
+        num_stages = len(self.encoder)
+        num_layers = 2 * num_stages - self.grounded_level
+        parts = param_name.split('.')
+        if parts[0] == 'encoder':
+            return int(parts[1]), num_layers
+        if parts[0] in ('upsamples', 'decoder'):
+            level = int(parts[1][len('level'):])
+            return num_stages + (num_stages - 2 - level), num_layers
+        raise KeyError(f'{type(self).__name__}: no layer for parameter {param_name!r}.')
+
     def _init_he(self):
         # nnU-Net's InitWeights_He(1e-2): Kaiming normal for the LeakyReLU slope, zero bias.
         for m in self.modules():
