@@ -333,10 +333,19 @@ def caption(results, args):
     where = f'`{args.data_root}`' if args.data_root else 'the phantom tumor set'
     studies = sorted({int(m['tumor/dice_num_studies']) for m in runs
                       if m.get('tumor/dice_num_studies') is not None})
-    iters = sorted({m['_max_iters'] for key, seeds in results.items() if key[1] != 'scratch-2x'
-                    for m in seeds if m.get('_max_iters')})
-    schedule = (f'{_span(iters)} fine-tuning iterations (batch 2)' if iters else
-                "the config's fine-tuning schedule")
+    iters = {}  # family -> the schedules of its rows (the scratch check aside)
+    for (family, init), seeds in results.items():
+        if init != 'scratch-2x':
+            iters.setdefault(family, set()).update(m['_max_iters'] for m in seeds
+                                                    if m.get('_max_iters'))
+    iters = {family: sorted(its) for family, its in iters.items() if its}
+    if not iters:
+        schedule = "the config's fine-tuning schedule"
+    elif len({tuple(its) for its in iters.values()}) == 1:
+        schedule = f'{_span(next(iter(iters.values())))} fine-tuning iterations (batch 2)'
+    else:
+        schedule = 'fine-tuning iterations (batch 2): ' + ', '.join(
+            f'{family} {_span(its)}' for family, its in iters.items())
     if any(key[1] == 'scratch-2x' for key in results):
         schedule += ' and twice that for the scratch check'
     pre = (f'pretraining {args.pretrain_max_iters} iteration(s)' if args.pretrain_max_iters else
