@@ -36,6 +36,8 @@ class RNGStateHook(Hook):
         states, self._pending = self._pending, None
         random.setstate(states['python'])
         np.random.set_state(states['numpy'])
-        torch.set_rng_state(states['torch'])
+        # a checkpoint loaded onto the GPU (mmengine's resume maps to the current device)
+        # holds the states as CUDA tensors; the setters take CPU byte tensors
+        torch.set_rng_state(states['torch'].cpu())
         if states.get('cuda') is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states['cuda'])
+            torch.cuda.set_rng_state_all([s.cpu() for s in states['cuda']])
