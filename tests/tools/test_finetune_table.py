@@ -48,6 +48,20 @@ def test_family_seeds_run_one_family_with_other_seeds(capsys):
     assert '--family-seeds' in capsys.readouterr().err
 
 
+def test_caption_names_each_familys_schedule_and_devices():
+    args = finetune_table.parse_args([])
+    gpu = {'date': '2026-11-30T18:00:00', 'device': 'NVIDIA H200 GPU'}
+    results = {('nnunet', 'scratch'): [fake(0.70, 0.50, s, _max_iters=2400) for s in (0, 1)],
+               ('nnunet', 'scratch-2x'): [fake(0.71, 0.55, 0, _max_iters=4800)],
+               ('mit', 'scratch'): [fake(0.60, 0.40, 0, _max_iters=4800),
+                                    fake(0.60, 0.40, 1, _max_iters=4800, _run=gpu)]}
+    caption = finetune_table.caption(results, args)
+    assert 'fine-tuning iterations (batch 2): nnunet 2400, mit 4800 and twice that' in caption
+    assert 'on x86_64 CPU (2 cores) and NVIDIA H200 GPU' in caption
+    results.pop(('mit', 'scratch'))
+    assert '2400 fine-tuning iterations (batch 2)' in finetune_table.caption(results, args)
+
+
 def test_table_rows_gains_and_convergence_check():
     args = finetune_table.parse_args(['--families', 'nnunet', '--seeds', '0', '1'])
     results = {('nnunet', 'scratch'): [fake(0.70, 0.50, 0), fake(0.72, 0.52, 1)],

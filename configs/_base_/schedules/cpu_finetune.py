@@ -1,5 +1,6 @@
 # Tumor fine-tuning schedule sized for a 2-core CPU (configs/finetune/README.md has the
-# measured times): 2400 iterations of batch 2 for both backbones. 600 and 1200 were not enough:
+# measured times): 2400 iterations of batch 2 (the MiT configs take twice that,
+# cpu_finetune_mit.py). 600 and 1200 were not enough:
 # a scratch nnU-Net gained 16 tumor-AUC points from 600 to 1200 iterations and another 4.4 AUC /
 # 13.8 Dice points from 1200 to 2400; a scratch MiT predicts no tumor voxel at 600
 # (docs/finetuning.md, "Measured: the schedule"). The reproduction script checks the scratch
