@@ -62,6 +62,14 @@ def test_caption_names_each_familys_schedule_and_devices():
     assert '2400 fine-tuning iterations (batch 2)' in finetune_table.caption(results, args)
 
 
+def test_a_cell_that_only_some_seeds_have_names_them():
+    from zeroshot_table import fmt_seeds
+    runs = [fake(0.9, 0.5, 0, x=0.6), fake(0.8, 0.5, 1), fake(0.7, 0.5, 2, x=0.4)]
+    assert fmt_seeds(runs, 'tumor/auc') == '80.0 (70.0-90.0)'
+    assert fmt_seeds(runs, 'x') == '50.0 (40.0-60.0, seeds 0, 2)'
+    assert fmt_seeds(runs[:2], 'x') == '60.0 (seed 0)'
+
+
 def test_table_rows_gains_and_convergence_check():
     args = finetune_table.parse_args(['--families', 'nnunet', '--seeds', '0', '1'])
     results = {('nnunet', 'scratch'): [fake(0.70, 0.50, 0), fake(0.72, 0.52, 1)],

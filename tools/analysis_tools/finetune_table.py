@@ -383,11 +383,18 @@ def table(results, args):
              + ' |', '|---|---|' + '---:|' * len(head)]
     for (family, init), runs in results.items():
         label = names.get(init, 'scratch, 2x iterations' if init == 'scratch-2x' else init)
-        minutes = mean_of(runs, '_train_seconds')
+        timed = [m for m in runs if m.get('_train_seconds')]
+        minutes = mean_of(timed, '_train_seconds')
+        if minutes and len(timed) < len(runs):  # e.g. seeds trained elsewhere
+            minutes_cell = (f'{minutes / 60:.1f} (seed'
+                            f'{"s" if len(timed) > 1 else ""} '
+                            f'{", ".join(str(m.get("_seed", "?")) for m in timed)})')
+        else:
+            minutes_cell = f'{minutes / 60:.1f}' if minutes else 'n/a'
         cells = ([_fmt(runs, f'tumor/auc/{o}') for o in ORGANS] + [_fmt(runs, 'tumor/auc')]
                  + [_fmt(runs, f'tumor/dice/{o}') for o in ORGANS] + [_fmt(runs, 'tumor/dice')]
                  + [_fmt(runs, 'tumor/dice_tumor_studies'), _fmt(runs, 'tumor/empty_clean')]
-                 + [f'{minutes / 60:.1f}' if minutes else 'n/a'])
+                 + [minutes_cell])
         lines.append(f'| {family} | {label} | ' + ' | '.join(cells) + ' |')
     found = gains(results, args)
     if found:

@@ -190,12 +190,20 @@ def fmt(metrics, key, ci=False):
 
 
 def fmt_seeds(runs, key, ci=False):
-    """One seed: the value (with its bootstrap interval); several: mean (min-max over seeds)."""
+    """One seed: the value (with its bootstrap interval); several: mean (min-max over seeds).
+    Where only some of the seeds have the value, the cell names them."""
     if len(runs) == 1:
         return fmt(runs[0], key, ci)
-    values = [m[key] for m in runs if m.get(key) is not None]
+    have = [m for m in runs if m.get(key) is not None]
+    values = [m[key] for m in have]
     if not values:
         return 'n/a'
+    if len(have) < len(runs):
+        seeds = ', '.join(str(m.get('_seed', '?')) for m in have)
+        if len(values) == 1:
+            return f'{100 * values[0]:.1f} (seed {seeds})'
+        return (f'{100 * sum(values) / len(values):.1f} '
+                f'({100 * min(values):.1f}-{100 * max(values):.1f}, seeds {seeds})')
     return (f'{100 * sum(values) / len(values):.1f} '
             f'({100 * min(values):.1f}-{100 * max(values):.1f})')
 
