@@ -8,4 +8,5 @@ from .train_step import CTGLIPDistributedDataParallel, guarded_train_step
 
 apply_all()
 
-__all__ = ['LayerDecayOptimWrapperConstructor', 'MixedPrecisionOptimWrapper', 'CTGLIPDistributedDataParallel', 'guarded_train_step']
+__all__ = ['LayerDecayOptimWrapperConstructor', 'MixedPrecisionOptimWrapper',
+           'CTGLIPDistributedDataParallel', 'guarded_train_step']

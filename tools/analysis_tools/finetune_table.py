@@ -38,7 +38,7 @@ import time
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from zeroshot_table import (_span, checkpoint_iters, config_iters, fmt_seeds,  # noqa: E402
-                            mean_of, run)
+                            mean_of, run, seeds_named)
 
 INITS = (('scratch', 'scratch'), ('clip', 'vanilla CLIP'), ('ctglip', 'CT-GLIP'))
 PRETRAINED = {'clip': 'clip', 'ctglip': 'ctglip'}  # init -> pretraining variant
@@ -386,9 +386,7 @@ def table(results, args):
         timed = [m for m in runs if m.get('_train_seconds')]
         minutes = mean_of(timed, '_train_seconds')
         if minutes and len(timed) < len(runs):  # e.g. seeds trained elsewhere
-            minutes_cell = (f'{minutes / 60:.1f} (seed'
-                            f'{"s" if len(timed) > 1 else ""} '
-                            f'{", ".join(str(m.get("_seed", "?")) for m in timed)})')
+            minutes_cell = f'{minutes / 60:.1f} ({seeds_named(timed)})'
         else:
             minutes_cell = f'{minutes / 60:.1f}' if minutes else 'n/a'
         cells = ([_fmt(runs, f'tumor/auc/{o}') for o in ORGANS] + [_fmt(runs, 'tumor/auc')]

@@ -199,13 +199,18 @@ def fmt_seeds(runs, key, ci=False):
     if not values:
         return 'n/a'
     if len(have) < len(runs):
-        seeds = ', '.join(str(m.get('_seed', '?')) for m in have)
         if len(values) == 1:
-            return f'{100 * values[0]:.1f} (seed {seeds})'
+            return f'{100 * values[0]:.1f} ({seeds_named(have)})'
         return (f'{100 * sum(values) / len(values):.1f} '
-                f'({100 * min(values):.1f}-{100 * max(values):.1f}, seeds {seeds})')
+                f'({100 * min(values):.1f}-{100 * max(values):.1f}, {seeds_named(have)})')
     return (f'{100 * sum(values) / len(values):.1f} '
             f'({100 * min(values):.1f}-{100 * max(values):.1f})')
+
+
+def seeds_named(runs):
+    """'seed 0' or 'seeds 0, 2': the seeds of some runs, for a cell not all seeds have."""
+    seeds = [str(m.get('_seed', '?')) for m in runs]
+    return f'seed{"s" if len(seeds) > 1 else ""} {", ".join(seeds)}'
 
 
 def mean_of(runs, key):
