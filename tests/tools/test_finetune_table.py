@@ -113,6 +113,14 @@ def test_a_run_of_another_schedule_is_not_reused(tmp_path):
     assert json.loads((run / 'metrics.json').read_text())['_max_iters'] == 600  # kept
 
 
+def test_each_readme_section_has_its_own_picture():
+    assert finetune_table.picture_name('finetune-table') == 'finetune_example.png'
+    assert finetune_table.picture_name('finetune-table-nnunet') == 'finetune_example_nnunet.png'
+    assert finetune_table.picture_name('my-section') == 'finetune_example_my_section.png'
+    args = finetune_table.parse_args(['--readme-section', 'finetune-table-mit'])
+    assert '(docs/finetune_example_mit.png)' in finetune_table.table({}, args)
+
+
 @pytest.mark.slow
 def test_tiny_reproduction_end_to_end(tiny_bert, tiny_data, tmp_path):
     """The script on the tiny configs, 1 pretraining and 2 fine-tuning iterations."""

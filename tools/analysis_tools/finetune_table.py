@@ -7,7 +7,8 @@ the CLIP encoder, from the CT-GLIP encoder) with every seed of ``--seeds``, test
 Figure 5 (tumor detection AUC and tumor segmentation Dice, per organ and overall, both
 backbones; mean and min-max over seeds), a JSON file of all metrics and a picture: one test
 case with the truth and the three predictions overlaid (``docs/finetune_example.png`` with
-``--update-readme``).
+``--update-readme``; ``docs/finetune_example_<family>.png`` for a README section
+``finetune-table-<family>``).
 
     python tools/analysis_tools/finetune_table.py --families nnunet mit --seeds 0 1 2
         [--out work_dirs/finetune_table] [--pretrain-dir DIR] [--max-iters N]
@@ -398,8 +399,17 @@ def table(results, args):
     if found:
         lines += ['', 'The paper\'s fine-tuning claims, as measured here:', ''] + found
     lines += ['', '![one test case: the true tumor and the three predictions]'
-              '(docs/finetune_example.png)']
+              f'(docs/{picture_name(args.readme_section)})']
     return '\n'.join(lines)
+
+
+def picture_name(section):
+    """The picture's file name in docs/ for a README section: ``finetune_example.png`` for
+    ``finetune-table``, ``finetune_example_<rest>.png`` for ``finetune-table-<rest>`` (e.g. one
+    section per backbone family), so that two sections do not overwrite one picture."""
+    rest = section[len('finetune-table'):].strip('-') if section.startswith(
+        'finetune-table') else section
+    return 'finetune_example' + (f'_{rest.replace("-", "_")}' if rest else '') + '.png'
 
 
 def example_case(results, args):
@@ -552,7 +562,7 @@ def main(argv=None):
         update_readme(args.readme_section, markdown, readme=args.readme or README)
         if picture:
             os.makedirs(args.docs_dir, exist_ok=True)
-            shutil.copyfile(picture, osp.join(args.docs_dir, 'finetune_example.png'))
+            shutil.copyfile(picture, osp.join(args.docs_dir, picture_name(args.readme_section)))
 
 
 if __name__ == '__main__':
