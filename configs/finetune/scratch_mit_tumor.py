@@ -4,7 +4,7 @@
 _base_ = [
     '../_base_/models/segmentor_mit.py',
     '../_base_/datasets/phantom_tumor.py',
-    '../_base_/schedules/cpu_finetune_mit.py',
+    '../_base_/schedules/cpu_finetune.py',
     '../_base_/default_runtime.py',
 ]
 

@@ -28,9 +28,9 @@ def test_a_run_shorter_than_the_warm_up_is_refused_in_one_line():
         load_config(CONFIG, ['train_cfg.max_iters=10'])
 
 
-def test_the_mit_fine_tune_schedule_is_twice_the_nnunet_one():
+def test_both_families_fine_tune_on_one_4800_iteration_schedule():
     for init in ('scratch', 'clip', 'ctglip'):
-        for family, iters in (('nnunet', 2400), ('mit', 4800)):
+        for family, iters in (('nnunet', 4800), ('mit', 4800)):
             cfg = load_config(osp.join(REPO, 'configs', 'finetune', f'{init}_{family}_tumor.py'))
             assert cfg.train_cfg.max_iters == iters and ends(cfg) == [20, iters], (init, family)
 
