@@ -125,8 +125,8 @@ def components(mask):
 
 def dice(pred, gt):
     """TumorDice's per-study Dice: 1 for an empty prediction on an empty truth."""
-    total = int(pred.sum()) + int(gt.sum())
-    return 1.0 if total == 0 else 2.0 * int((pred & gt).sum()) / total
+    from ctglip.evaluation.metrics.tumor import dice_from_counts
+    return dice_from_counts(int((pred & gt).sum()), int(pred.sum()), int(gt.sum()))
 
 
 def apply_rule(pred, labels, sizes, near_organs, min_voxels, dilate):
@@ -145,7 +145,6 @@ def apply_rule(pred, labels, sizes, near_organs, min_voxels, dilate):
 def analyse(args):
     import numpy as np
     from scipy import ndimage
-
     from tqdm import tqdm
 
     from ctglip.datasets.organs import organ_group, organ_vocabulary
