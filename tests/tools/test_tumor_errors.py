@@ -48,7 +48,6 @@ def test_false_positives_are_located_and_the_rules_scored(data, tmp_path, capsys
     # tiny_003 (a liver tumor): the truth plus one stray voxel outside every organ
     truth = np.asarray(nib.load(osp.join(data, 'tumor_masks', 'tiny_003.nii.gz')).dataobj) > 0
     labels = labels_of(data, 'tiny_003')
-    organs = np.isin(labels, TUMOR_ORGAN_LABELS)
     pred = truth.copy()
     pred[far_from(labels, labels == 0, labels > 0)] = True
     write_pred(data, out, 'tiny_003', pred)
