@@ -7,7 +7,7 @@
 # at 9600 (seed 0), and from 9600 to 19200 another 1.1 AUC and 2.5 Dice points on the tumor
 # studies while it unlearns its last false positives in the kidneys and pancreas (2026-12-01).
 # So the table's rows compare starts after the same, CPU-sized training; 19200 iterations
-# (26-45 min per run on 2 CPU cores) is the schedule near the scratch row's end point, and the
+# (22-45 min per run on 2 CPU cores) is the schedule near the scratch row's end point, and the
 # README's 19200-iteration nnU-Net table compares the three starts there
 # (--max-iters 19200; docs/finetuning.md, "Measured: the schedule").
 # The reproduction script checks the scratch row against twice this schedule.
