@@ -33,6 +33,19 @@ def test_command_names_every_option_that_changes_results():
         '--pretrain-max-iters 100 --max-iters 50 --cfg-options a.b=1 --no-scratch-check')
 
 
+def test_pretraining_overrides_of_the_user_win_over_the_scripts_seed(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(finetune_table, 'run', lambda cmd, log: calls.append(cmd))
+    args = finetune_table.parse_args(['--pretrain-dir', str(tmp_path), '--pretrain-max-iters',
+                                      '7', '--pretrain-cfg-options', 'randomness.seed=1'])
+    finetune_table.pretrain('mit', 'ctglip', args)
+    options = calls[0][calls[0].index('--cfg-options') + 1:]
+    assert options[-1] == 'randomness.seed=1'
+    assert options.index('randomness.seed=0') < options.index('randomness.seed=1')
+    assert 'train_cfg.max_iters=7' in options
+    assert '--pretrain-cfg-options randomness.seed=1' in finetune_table.command(args)
+
+
 def test_family_seeds_run_one_family_with_other_seeds(capsys):
     args = finetune_table.parse_args(['--family-seeds', 'mit=0'])
     assert finetune_table.family_seeds(args, 'mit') == [0]

@@ -71,7 +71,9 @@ def parse_args(argv=None):
     parser.add_argument('--pretrain-data-root', help='pretraining manifest folder (default: the '
                         "config's, the phantom set generated on first use)")
     parser.add_argument('--pretrain-cfg-options', nargs='+', default=[],
-                        help='extra overrides for every pretraining run')
+                        help='extra overrides for every pretraining run, applied after the '
+                        "script's own (seed 0): e.g. randomness.seed=1 for another "
+                        'pretraining seed (with its own --pretrain-dir)')
     parser.add_argument('--data-root', help='fine-tuning manifest folder with tumor masks '
                         "(default: the config's phantom tumor set, generated on first use)")
     parser.add_argument('--max-iters', type=int, help='fine-tuning iterations of every run')
@@ -159,10 +161,12 @@ def pretrain(family, variant, args):
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work]
     if args.pretrain_data_root:
         cmd += ['--data-root', _abs(args.pretrain_data_root)]
-    options = list(args.pretrain_cfg_options) + ['randomness.seed=0',
-                                                 f'train_cfg.val_begin={10 ** 9}']
+    # the user's overrides come last, so they win (e.g. ``randomness.seed=1`` for a second
+    # pretraining run)
+    options = ['randomness.seed=0', f'train_cfg.val_begin={10 ** 9}']
     if args.pretrain_max_iters:
         options.append(f'train_cfg.max_iters={args.pretrain_max_iters}')
+    options += list(args.pretrain_cfg_options)
     print(f'[{family}] pretraining {config} ...', flush=True)
     t0 = time.time()
     run(cmd + ['--cfg-options'] + options, osp.join(work, 'benchmark.log'))
